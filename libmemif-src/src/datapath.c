@@ -1,0 +1,511 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * datapath.c - buffer_alloc, tx_burst, rx_burst, refill_queue, enq_tx,
+ * rx mode and queue eventfds.
+ *
+ * Every counter and descriptor read from shared memory comes from a peer we
+ * do not trust: it is read once into a local, validated, and only then used.
+ * A violation marks the connection broken (the control loop then tears it
+ * down with the reason); the data path hands out nothing further.
+ *
+ * Counters (memif-protocol §6), all modulo 65536, kept privately per queue:
+ *   own        our shared counter (head on a slave, tail on a master)
+ *   last       consumer: how far we have consumed
+ *   peer_seen  last validated value of the peer's counter
+ *   alloc      producer: slots reserved by memif_buffer_alloc, unpublished
+ */
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "memif_private.h"
+
+void
+memif_mark_broken (memif_conn_t *c, const char *reason)
+{
+  if (__atomic_exchange_n (&c->broken, 1, __ATOMIC_ACQ_REL))
+    return;
+  c->broken_reason = reason;
+  /* The control loop sees EOF and runs the normal teardown. */
+  if (c->fd >= 0)
+    (void) shutdown (c->fd, SHUT_RDWR);
+}
+
+static inline uint16_t
+load_peer (const memif_conn_t *c, const memif_queue_t *q)
+{
+  return c->is_master ? __atomic_load_n (&q->ring->head, __ATOMIC_ACQUIRE)
+                      : __atomic_load_n (&q->ring->tail, __ATOMIC_ACQUIRE);
+}
+
+static inline void
+store_own (const memif_conn_t *c, memif_queue_t *q)
+{
+  if (c->is_master)
+    __atomic_store_n (&q->ring->tail, q->own, __ATOMIC_RELEASE);
+  else
+    __atomic_store_n (&q->ring->head, q->own, __ATOMIC_RELEASE);
+}
+
+/* Read and validate the peer's counter. The peer may only move it forward,
+ * and never past what the protocol allows: a slave's peer (the master) moves
+ * tail up to our head; a master's peer (the slave) moves head up to N ahead
+ * of our tail. */
+static inline int
+refresh_peer (memif_conn_t *c, memif_queue_t *q)
+{
+  uint16_t p = load_peer (c, q);
+  uint16_t seen = q->peer_seen;
+  uint16_t limit = c->is_master ? (uint16_t) (q->size - (uint16_t) (seen - q->own))
+                                 : (uint16_t) (q->own - seen);
+  if ((uint16_t) (p - seen) > limit)
+    {
+      memif_mark_broken (c, "ring counter out of range");
+      return -1;
+    }
+  q->peer_seen = p;
+  return 0;
+}
+
+/* Copy a descriptor out of shared memory exactly once. */
+static inline memif_desc_t
+read_desc (const memif_desc_t *d)
+{
+  memif_desc_t local;
+  memcpy (&local, (const void *) d, sizeof (local));
+  __asm__ volatile ("" ::: "memory");
+  return local;
+}
+
+static inline int
+desc_in_region (const memif_conn_t *c, uint16_t region, uint32_t offset, uint32_t length)
+{
+  return region < c->n_regions && c->regions[region].addr != NULL
+         && (uint64_t) offset + length <= c->regions[region].size;
+}
+
+/* Slave: base offset of the buffer a descriptor points into, validated. */
+static inline int
+slave_buffer_base (memif_conn_t *c, const memif_desc_t *d, uint32_t *base)
+{
+  uint32_t b = c->buffer_size;
+  uint32_t off;
+  if (c->db->get_ext_offset)
+    off = c->db->get_ext_offset (c->private_ctx);
+  else
+    {
+      off = __atomic_load_n (&d->offset, __ATOMIC_RELAXED);
+      off -= off % b; /* modulo, not a mask: b need not be a power of two */
+    }
+  if ((uint64_t) off + b > c->regions[1].size)
+    {
+      memif_mark_broken (c, "invalid descriptor");
+      return -1;
+    }
+  *base = off;
+  return 0;
+}
+
+static inline int
+guard (memif_conn_handle_t h, uint16_t qid, int rx, memif_conn_t **cp, memif_queue_t **qp)
+{
+  memif_conn_t *c = memif_conn_check (h);
+  if (c == NULL)
+    return MEMIF_ERR_NOCONN;
+  if (c->state != MEMIF_STATE_CONNECTED || c->broken)
+    return MEMIF_ERR_DISCONNECTED;
+  if (qid >= (rx ? memif_conn_nrx (c) : memif_conn_ntx (c)))
+    return MEMIF_ERR_QID;
+  *cp = c;
+  *qp = &(rx ? memif_conn_rxq (c) : memif_conn_txq (c))[qid];
+  return MEMIF_ERR_SUCCESS;
+}
+
+static inline void
+signal_peer_if_wanted (memif_queue_t *q, int *err)
+{
+  if (__atomic_load_n (&q->ring->flags, __ATOMIC_RELAXED) & MEMIF_RING_FLAG_MASK_INT)
+    return;
+  uint64_t one = 1;
+  if (write (q->int_fd, &one, sizeof (one)) < 0 && errno != EAGAIN)
+    *err = MEMIF_ERR_INT_WRITE;
+}
+
+/* Free tx slots, after refreshing the peer's counter. */
+static inline int
+tx_free (memif_conn_t *c, memif_queue_t *q, uint32_t *free_slots)
+{
+  if (refresh_peer (c, q) < 0)
+    return MEMIF_ERR_DISCONNECTED;
+  if (c->is_master) /* posted by the slave, not yet filled */
+    *free_slots = (uint16_t) (q->peer_seen - q->own) - (uint32_t) q->alloc;
+  else
+    *free_slots = q->size - (uint16_t) (q->own - q->peer_seen) - (uint32_t) q->alloc;
+  return MEMIF_ERR_SUCCESS;
+}
+
+MEMIF_EXPORT int
+memif_buffer_alloc (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs,
+                    uint16_t count, uint16_t *count_out, uint16_t size)
+{
+  memif_conn_t *c;
+  memif_queue_t *q;
+  int err = guard (conn, qid, 0, &c, &q);
+  if (err)
+    return err;
+  if (count_out == NULL || (bufs == NULL && count > 0))
+    return MEMIF_ERR_INVAL_ARG;
+  *count_out = 0;
+  uint32_t free_slots;
+  if ((err = tx_free (c, q, &free_slots)) != MEMIF_ERR_SUCCESS)
+    return err;
+
+  memif_ring_t *ring = q->ring;
+  uint32_t reserved = 0; /* slots of complete packets */
+  uint16_t nbufs = 0;
+  for (uint16_t pkt = 0; pkt < count; pkt++)
+    {
+      uint32_t remaining = size, used = 0;
+      uint16_t first = nbufs;
+      do
+        {
+          if (reserved + used == free_slots)
+            {
+              /* Roll back the partial chain: only whole packets are reserved. */
+              memset (&bufs[first], 0, (size_t) (nbufs - first) * sizeof (*bufs));
+              nbufs = first;
+              err = MEMIF_ERR_NOBUF_RING;
+              goto done;
+            }
+          uint16_t ctr = (uint16_t) (q->own + q->alloc + reserved + used);
+          memif_desc_t *d = &ring->desc[ctr & q->mask];
+          uint32_t cap;
+          void *data;
+          if (c->is_master)
+            {
+              memif_desc_t posted = read_desc (d);
+              if (posted.length == 0
+                  || !desc_in_region (c, posted.region, posted.offset, posted.length))
+                {
+                  memif_mark_broken (c, "invalid descriptor");
+                  err = MEMIF_ERR_DISCONNECTED;
+                  memset (&bufs[first], 0, (size_t) (nbufs - first) * sizeof (*bufs));
+                  nbufs = first;
+                  goto done;
+                }
+              q->slots[ctr & q->mask] = (memif_slot_t){ .offset = posted.offset,
+                                                        .capacity = posted.length,
+                                                        .region = posted.region };
+              cap = posted.length;
+              data = (uint8_t *) c->regions[posted.region].addr + posted.offset;
+            }
+          else
+            {
+              uint32_t base;
+              if (slave_buffer_base (c, d, &base) < 0)
+                {
+                  err = MEMIF_ERR_DISCONNECTED;
+                  memset (&bufs[first], 0, (size_t) (nbufs - first) * sizeof (*bufs));
+                  nbufs = first;
+                  goto done;
+                }
+              d->region = 1;
+              d->offset = base;
+              cap = c->buffer_size;
+              data = (uint8_t *) c->regions[1].addr + base;
+            }
+          uint32_t len = remaining < cap ? remaining : cap;
+          remaining -= len;
+          used++;
+          memif_buffer_t *b = &bufs[nbufs++];
+          b->desc_index = ctr;
+          b->ring = q;
+          b->data = data;
+          b->len = len;
+          b->flags = remaining ? MEMIF_BUFFER_FLAG_NEXT : 0;
+          d->flags = remaining ? MEMIF_DESC_FLAG_NEXT : 0;
+        }
+      while (remaining > 0);
+      reserved += used;
+    }
+done:
+  q->alloc = (uint16_t) (q->alloc + reserved);
+  *count_out = nbufs;
+  return err;
+}
+
+MEMIF_EXPORT int
+memif_tx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, uint16_t count,
+                uint16_t *tx)
+{
+  memif_conn_t *c;
+  memif_queue_t *q;
+  int err = guard (conn, qid, 0, &c, &q);
+  if (err)
+    return err;
+  if (tx == NULL || (bufs == NULL && count > 0))
+    return MEMIF_ERR_INVAL_ARG;
+  *tx = 0;
+  if (count == 0)
+    return MEMIF_ERR_SUCCESS;
+  uint16_t n = count < q->alloc ? count : q->alloc;
+  memif_ring_t *ring = q->ring;
+  uint16_t sent = 0;
+  for (; sent < n; sent++)
+    {
+      const memif_buffer_t *b = &bufs[sent];
+      if (b->desc_index != (uint16_t) (q->own + sent))
+        {
+          err = MEMIF_ERR_INVAL_ARG; /* buffers must come in slot order */
+          break;
+        }
+      uint32_t idx = b->desc_index & q->mask;
+      memif_desc_t *d = &ring->desc[idx];
+      if (c->is_master)
+        {
+          const memif_slot_t *s = &q->slots[idx];
+          if (b->data != (uint8_t *) c->regions[s->region].addr + s->offset
+              || b->len > s->capacity)
+            {
+              err = MEMIF_ERR_INVAL_ARG;
+              break;
+            }
+        }
+      else
+        {
+          /* The application may have moved data inside its buffer. */
+          const memif_region_t *r = &c->regions[1];
+          uintptr_t start = (uintptr_t) r->addr, p = (uintptr_t) b->data;
+          if (p < start || p - start >= r->size)
+            {
+              err = MEMIF_ERR_INVAL_ARG;
+              break;
+            }
+          uint32_t off = (uint32_t) (p - start);
+          uint32_t in_buf = off % c->buffer_size;
+          if ((uint64_t) in_buf + b->len > c->buffer_size)
+            {
+              err = MEMIF_ERR_INVAL_ARG;
+              break;
+            }
+          d->region = 1;
+          d->offset = off;
+        }
+      d->length = b->len;
+      d->flags = (b->flags & MEMIF_BUFFER_FLAG_NEXT) ? MEMIF_DESC_FLAG_NEXT : 0;
+    }
+  if (sent == 0)
+    return err;
+  q->own = (uint16_t) (q->own + sent);
+  q->alloc = (uint16_t) (q->alloc - sent);
+  store_own (c, q);
+  *tx = sent;
+  signal_peer_if_wanted (q, &err);
+  return err;
+}
+
+MEMIF_EXPORT int
+memif_rx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, uint16_t count,
+                uint16_t *rx)
+{
+  memif_conn_t *c;
+  memif_queue_t *q;
+  int err = guard (conn, qid, 1, &c, &q);
+  if (err)
+    return err;
+  if (rx == NULL || (bufs == NULL && count > 0))
+    return MEMIF_ERR_INVAL_ARG;
+  *rx = 0;
+  const int interrupt = c->rx_mode[qid] != MEMIF_RX_MODE_POLLING;
+  if (interrupt)
+    {
+      /* Drain before reading the counter, so a signal for packets published
+       * after this point is not lost. */
+      uint64_t v;
+      (void) !read (q->int_fd, &v, sizeof (v));
+    }
+  if (refresh_peer (c, q) < 0)
+    return MEMIF_ERR_DISCONNECTED;
+  uint16_t avail = (uint16_t) (q->peer_seen - q->last);
+  uint16_t n = avail < count ? avail : count;
+  memif_ring_t *ring = q->ring;
+  uint16_t got = 0;
+  for (; got < n; got++)
+    {
+      uint16_t ctr = (uint16_t) (q->last + got);
+      memif_desc_t *sd = &ring->desc[ctr & q->mask];
+      memif_desc_t d = read_desc (sd);
+      if (!desc_in_region (c, d.region, d.offset, d.length))
+        {
+          memif_mark_broken (c, "invalid descriptor");
+          break;
+        }
+      memif_buffer_t *b = &bufs[got];
+      b->desc_index = ctr;
+      b->ring = q;
+      b->data = (uint8_t *) c->regions[d.region].addr + d.offset;
+      b->len = d.length;
+      b->flags = MEMIF_BUFFER_FLAG_RX;
+      if (d.flags & MEMIF_DESC_FLAG_NEXT)
+        {
+          b->flags |= MEMIF_BUFFER_FLAG_NEXT;
+          sd->flags = (uint16_t) (d.flags & ~MEMIF_DESC_FLAG_NEXT);
+        }
+    }
+  q->last = (uint16_t) (q->last + got);
+  *rx = got;
+  if (got < n)
+    return MEMIF_ERR_DISCONNECTED;
+  if (avail > count)
+    {
+      if (interrupt)
+        {
+          /* Packets remain: keep the eventfd readable for level-triggered loops. */
+          uint64_t one = 1;
+          (void) !write (q->int_fd, &one, sizeof (one));
+        }
+      return MEMIF_ERR_NOBUF;
+    }
+  return MEMIF_ERR_SUCCESS;
+}
+
+MEMIF_EXPORT int
+memif_refill_queue (memif_conn_handle_t conn, uint16_t qid, uint16_t count, uint16_t headroom)
+{
+  memif_conn_t *c;
+  memif_queue_t *q;
+  int err = guard (conn, qid, 1, &c, &q);
+  if (err)
+    return err;
+  if (c->is_master)
+    {
+      /* Release consumed slots: tail follows last_head. */
+      uint16_t consumed = (uint16_t) (q->last - q->own);
+      uint16_t k = count < consumed ? count : consumed;
+      q->own = (uint16_t) (q->own + k);
+      store_own (c, q);
+      return MEMIF_ERR_SUCCESS;
+    }
+  uint32_t b = c->buffer_size;
+  if (headroom >= b)
+    return MEMIF_ERR_INVAL_ARG;
+  uint32_t can = q->size - (uint16_t) (q->own - q->last);
+  uint32_t k = count < can ? count : can;
+  memif_ring_t *ring = q->ring;
+  for (uint32_t i = 0; i < k; i++)
+    {
+      memif_desc_t *d = &ring->desc[(uint16_t) (q->own + i) & q->mask];
+      uint32_t base;
+      if (slave_buffer_base (c, d, &base) < 0)
+        {
+          k = i;
+          err = MEMIF_ERR_DISCONNECTED;
+          break;
+        }
+      d->region = 1;
+      d->offset = base + headroom;
+      d->length = b - headroom;
+      d->flags = 0;
+    }
+  q->own = (uint16_t) (q->own + k);
+  store_own (c, q);
+  return err;
+}
+
+MEMIF_EXPORT int
+memif_buffer_enq_tx (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs,
+                     uint16_t count, uint16_t *count_out)
+{
+  memif_conn_t *c;
+  memif_queue_t *q;
+  int err = guard (conn, qid, 0, &c, &q);
+  if (err)
+    return err;
+  if (count_out == NULL || (bufs == NULL && count > 0) || c->is_master)
+    return MEMIF_ERR_INVAL_ARG;
+  *count_out = 0;
+  uint32_t free_slots;
+  if ((err = tx_free (c, q, &free_slots)) != MEMIF_ERR_SUCCESS)
+    return err;
+  const memif_region_t *r = &c->regions[1];
+  memif_queue_t *rxq = memif_conn_rxq (c);
+  uint16_t done = 0;
+  for (; done < count; done++)
+    {
+      memif_buffer_t *b = &bufs[done];
+      memif_queue_t *from = b->ring;
+      uintptr_t start = (uintptr_t) r->addr, p = (uintptr_t) b->data;
+      if (!(b->flags & MEMIF_BUFFER_FLAG_RX) || from < rxq || from >= rxq + memif_conn_nrx (c)
+          || p < start || p - start + b->len > r->size)
+        {
+          err = MEMIF_ERR_INVAL_ARG;
+          break;
+        }
+      if (free_slots == 0)
+        {
+          err = MEMIF_ERR_NOBUF_RING;
+          break;
+        }
+      uint16_t ctr = (uint16_t) (q->own + q->alloc);
+      memif_desc_t *td = &q->ring->desc[ctr & q->mask];
+      memif_desc_t *rd = &from->ring->desc[b->desc_index & from->mask];
+      uint32_t tx_base;
+      if (slave_buffer_base (c, td, &tx_base) < 0)
+        {
+          err = MEMIF_ERR_DISCONNECTED;
+          break;
+        }
+      /* Swap: the rx slot takes the tx slot's free buffer, the tx slot
+       * carries the received data. */
+      rd->region = 1;
+      rd->offset = tx_base;
+      td->region = 1;
+      td->offset = (uint32_t) (p - start);
+      td->length = b->len;
+      td->flags = (b->flags & MEMIF_BUFFER_FLAG_NEXT) ? MEMIF_DESC_FLAG_NEXT : 0;
+      b->desc_index = ctr;
+      b->ring = q;
+      b->flags = (uint8_t) (b->flags & ~MEMIF_BUFFER_FLAG_RX);
+      q->alloc++;
+      free_slots--;
+    }
+  *count_out = done;
+  return err;
+}
+
+MEMIF_EXPORT int
+memif_set_rx_mode (memif_conn_handle_t conn, memif_rx_mode_t rx_mode, uint16_t qid)
+{
+  memif_conn_t *c = memif_conn_check (conn);
+  if (c == NULL)
+    return MEMIF_ERR_NOCONN;
+  if ((unsigned) rx_mode > MEMIF_RX_MODE_POLLING)
+    return MEMIF_ERR_INVAL_ARG;
+  int connected = c->state == MEMIF_STATE_CONNECTED;
+  uint16_t n = connected ? memif_conn_nrx (c) : (c->is_master ? c->cfg_s2m : c->cfg_m2s);
+  if (qid >= n)
+    return MEMIF_ERR_QID;
+  c->rx_mode[qid] = (uint8_t) rx_mode;
+  if (connected)
+    memif_shm_apply_rx_mode (c, qid);
+  return MEMIF_ERR_SUCCESS;
+}
+
+MEMIF_EXPORT int
+memif_get_queue_efd (memif_conn_handle_t conn, uint16_t qid, int *fd)
+{
+  if (fd == NULL)
+    return MEMIF_ERR_INVAL_ARG;
+  *fd = -1;
+  memif_conn_t *c = memif_conn_check (conn);
+  if (c == NULL)
+    return MEMIF_ERR_NOCONN;
+  if (c->state != MEMIF_STATE_CONNECTED)
+    return MEMIF_ERR_DISCONNECTED;
+  if (qid >= memif_conn_nrx (c))
+    return MEMIF_ERR_QID;
+  *fd = memif_conn_rxq (c)[qid].int_fd;
+  return MEMIF_ERR_SUCCESS;
+}
