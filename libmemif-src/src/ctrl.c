@@ -313,33 +313,14 @@ slave_send_next (memif_conn_t *c)
 static void
 slave_handle (memif_conn_t *c, const memif_msg_info_t *m)
 {
-  switch (c->state)
-    {
-    case MEMIF_STATE_WAIT_HELLO:
-      if (m->type == MEMIF_MSG_TYPE_HELLO)
-        {
-            slave_on_hello (c, m);
-            return;
-          }
-      break;
-    case MEMIF_STATE_SENDING:
-      if (m->type == MEMIF_MSG_TYPE_ACK)
-        {
-            slave_send_next (c);
-            return;
-          }
-      break;
-    case MEMIF_STATE_WAIT_CONNECTED:
-      if (m->type == MEMIF_MSG_TYPE_CONNECTED)
-        {
-            complete_connect (c, m->connect.if_name);
-            return;
-          }
-      break;
-    default:
-      break;
-    }
-  memif_disconnect (c, "unexpected message", "unexpected message");
+  if (c->state == MEMIF_STATE_WAIT_HELLO && m->type == MEMIF_MSG_TYPE_HELLO)
+    slave_on_hello (c, m);
+  else if (c->state == MEMIF_STATE_SENDING && m->type == MEMIF_MSG_TYPE_ACK)
+    slave_send_next (c);
+  else if (c->state == MEMIF_STATE_WAIT_CONNECTED && m->type == MEMIF_MSG_TYPE_CONNECTED)
+    complete_connect (c, m->connect.if_name);
+  else
+    memif_disconnect (c, "unexpected message", "unexpected message");
 }
 
 /* ----------------------------------------------------------------- master */
@@ -361,57 +342,40 @@ static void
 master_handle (memif_conn_t *c, const memif_msg_info_t *m, int rfd)
 {
   const char *reason = NULL;
-  if (c->state != MEMIF_STATE_BOUND)
+  int is_add = m->type == MEMIF_MSG_TYPE_ADD_REGION || m->type == MEMIF_MSG_TYPE_ADD_RING;
+  if (!is_add && rfd >= 0)
+    close (rfd); /* only ADD_REGION and ADD_RING carry an fd */
+  if (c->state != MEMIF_STATE_BOUND || (!is_add && m->type != MEMIF_MSG_TYPE_CONNECT))
     {
-      if (rfd >= 0)
+      if (is_add && rfd >= 0)
         close (rfd);
       memif_disconnect (c, "unexpected message", "unexpected message");
       return;
     }
-  uint8_t ack[MEMIF_MSG_SIZE];
-  memif_msg_enc_ack (ack);
-  switch (m->type)
+  if (m->type == MEMIF_MSG_TYPE_CONNECT)
     {
-    case MEMIF_MSG_TYPE_ADD_REGION:
-      if (memif_shm_master_add_region (c, m->add_region.index, m->add_region.size, rfd,
-                                       &reason))
-        {
-            memif_disconnect (c, reason, reason);
-            return;
-          }
-      break;
-    case MEMIF_MSG_TYPE_ADD_RING:
-      if (memif_shm_master_add_ring (c, m, rfd, &reason))
-        {
-            memif_disconnect (c, reason, reason);
-            return;
-          }
-      break;
-    case MEMIF_MSG_TYPE_CONNECT:
-      if (rfd >= 0)
-        close (rfd);
       if (ring_set_count (c->s2m, c->cfg_s2m, &c->n_s2m) < 0
           || ring_set_count (c->m2s, c->cfg_m2s, &c->n_m2s) < 0)
         {
           c->n_s2m = c->n_m2s = 0;
-          {
-            memif_disconnect (c, "incomplete ring set", "incomplete ring set");
-            return;
-          }
+          memif_disconnect (c, "incomplete ring set", "incomplete ring set");
+          return;
         }
       c->log2 = c->s2m[0].log2;
-      {
-            complete_connect (c, m->connect.if_name);
-            return;
-          }
-    default:
-      if (rfd >= 0)
-        close (rfd);
-      {
-            memif_disconnect (c, "unexpected message", "unexpected message");
-            return;
-          }
+      complete_connect (c, m->connect.if_name);
+      return;
     }
+  int err = m->type == MEMIF_MSG_TYPE_ADD_REGION
+              ? memif_shm_master_add_region (c, m->add_region.index, m->add_region.size, rfd,
+                                             &reason)
+              : memif_shm_master_add_ring (c, m, rfd, &reason);
+  if (err)
+    {
+      memif_disconnect (c, reason, reason);
+      return;
+    }
+  uint8_t ack[MEMIF_MSG_SIZE];
+  memif_msg_enc_ack (ack);
   if (memif_ctrl_send (c->fd, ack, -1) != MEMIF_ERR_SUCCESS)
     memif_disconnect (c, NULL, "control channel error");
 }

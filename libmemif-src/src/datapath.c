@@ -15,6 +15,7 @@
  *   alloc      producer: slots reserved by memif_buffer_alloc, unpublished
  */
 
+#define _GNU_SOURCE
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>

@@ -5,6 +5,7 @@
  * the life cycle of interfaces.
  */
 
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

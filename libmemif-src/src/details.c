@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* details.c - memif_get_details: a snapshot of an interface in the caller's buffer. */
 
+#define _GNU_SOURCE
 #include <string.h>
 
 #include "memif_private.h"

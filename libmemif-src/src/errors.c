@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* errors.c - error texts and the errno to error-code mapping. */
 
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 

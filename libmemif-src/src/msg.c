@@ -7,6 +7,7 @@
  * in little-endian order at the offsets of memif-protocol §4.2.
  */
 
+#define _GNU_SOURCE
 #include <string.h>
 
 #include "memif_private.h"
