@@ -150,14 +150,18 @@ typedef struct __attribute__ ((packed))
 #define MEMIF_RING_FLAG_MASK_INT 1
 
 /* head is written only by the slave, tail only by the master, whatever the
- * direction of the ring; they live on separate cache lines. */
+ * direction of the ring; they live on separate cache lines. Explicit padding
+ * rather than an alignment attribute: rings sit at any 8-byte aligned offset
+ * (with 1 or 2 slots a ring is not a multiple of the cache line long). */
 typedef struct
 {
   uint32_t cookie;
   uint16_t flags;
   volatile uint16_t head;
-  volatile uint16_t tail __attribute__ ((aligned (MEMIF_CACHELINE_SIZE)));
-  memif_desc_t desc[] __attribute__ ((aligned (MEMIF_CACHELINE_SIZE)));
+  uint8_t pad_head[MEMIF_CACHELINE_SIZE - 8];
+  volatile uint16_t tail;
+  uint8_t pad_tail[MEMIF_CACHELINE_SIZE - 2];
+  memif_desc_t desc[];
 } memif_ring_t;
 
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L

@@ -97,7 +97,7 @@ slave_buffer_base (memif_conn_t *c, const memif_desc_t *d, uint32_t *base)
     off = c->db->get_ext_offset (c->private_ctx);
   else
     {
-      off = __atomic_load_n (&d->offset, __ATOMIC_RELAXED);
+      off = read_desc (d).offset;
       off -= off % b; /* modulo, not a mask: b need not be a power of two */
     }
   if ((uint64_t) off + b > c->regions[1].size)

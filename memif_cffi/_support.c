@@ -1,0 +1,314 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * _support.c - burst copy helpers for the Python bindings (see _support.h).
+ *
+ * They use only the public libmemif API, so they behave exactly like a C
+ * application calling memif_buffer_alloc / memif_tx_burst / memif_rx_burst /
+ * memif_refill_queue itself.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "_support.h"
+
+#ifndef MEMIF_CFFI_VERSION
+#error "MEMIF_CFFI_VERSION must be defined by the build (build_ffi.py)"
+#endif
+
+/* Buffers handed to memif_rx_burst per call. */
+#define RX_BURST 256
+
+/*
+ * memif_buffer_alloc fills one entry per slot it reserves, and a packet of
+ * len bytes takes at most max(len, 1) slots (a slot holds at least one byte).
+ * Asking for packets whose worst cases add up to at most TX_SCRATCH entries
+ * therefore never overruns the array, whatever the slot size and ring size
+ * the peer chose. 65536 entries cover one packet of any length.
+ */
+#define TX_SCRATCH 65536u
+
+const char *
+memif_cffi_version (void)
+{
+  return MEMIF_CFFI_VERSION;
+}
+
+void
+memif_cffi_args_set_mode (memif_conn_args_t *a, uint8_t mode)
+{
+  a->mode = (memif_interface_mode_t) mode;
+}
+
+uint8_t
+memif_cffi_args_get_mode (const memif_conn_args_t *a)
+{
+  return (uint8_t) a->mode;
+}
+
+/* ------------------------------------------------------------------- tx */
+
+/*
+ * The tx array is 2 MiB: too big for the stack, so each thread gets its own
+ * on the heap, allocated on first use (only the entries written are ever
+ * touched) and freed when the thread exits.
+ */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_key_ok;
+
+static void
+scratch_key_init (void)
+{
+  scratch_key_ok = pthread_key_create (&scratch_key, free) == 0;
+}
+
+static memif_buffer_t *
+tx_scratch (void)
+{
+  memif_buffer_t *bufs;
+
+  pthread_once (&scratch_once, scratch_key_init);
+  if (!scratch_key_ok)
+    return NULL;
+  bufs = pthread_getspecific (scratch_key);
+  if (bufs == NULL)
+    {
+      bufs = malloc (TX_SCRATCH * sizeof (*bufs));
+      if (bufs == NULL)
+        return NULL;
+      if (pthread_setspecific (scratch_key, bufs) != 0)
+        {
+          free (bufs);
+          return NULL;
+        }
+    }
+  return bufs;
+}
+
+/* Number of whole packets (chains ending without NEXT) in bufs[0..n). */
+static uint16_t
+count_packets (const memif_buffer_t *bufs, uint32_t n)
+{
+  uint16_t pkts = 0;
+  for (uint32_t i = 0; i < n; i++)
+    if (!(bufs[i].flags & MEMIF_BUFFER_FLAG_NEXT))
+      pkts++;
+  return pkts;
+}
+
+/*
+ * Copy packets of len bytes (sources src_base + offsets[p]) into the chains
+ * described by bufs[0..nbufs). Never reads more than len bytes of a source
+ * packet, whatever lengths the buffers carry.
+ */
+static void
+fill_chains (memif_buffer_t *bufs, uint32_t nbufs, const uint8_t *src_base,
+             const uint32_t *offsets, uint32_t len)
+{
+  uint32_t b = 0;
+  for (uint32_t p = 0; b < nbufs; p++)
+    {
+      const uint8_t *src = src_base + offsets[p];
+      uint32_t off = 0;
+      for (;;)
+        {
+          memif_buffer_t *mb = &bufs[b++];
+          uint32_t n = mb->len;
+          if (n > len - off)
+            n = len - off;
+          if (n > 0)
+            memcpy (mb->data, src + off, n);
+          mb->len = n;
+          off += n;
+          if (!(mb->flags & MEMIF_BUFFER_FLAG_NEXT) || b >= nbufs)
+            break;
+        }
+    }
+}
+
+int
+memif_cffi_tx_copy (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
+                    const uint32_t *offsets, const uint32_t *lens, uint16_t count,
+                    uint16_t *sent)
+{
+  memif_buffer_t *bufs;
+  uint32_t done = 0;
+
+  if (sent == NULL)
+    return MEMIF_ERR_INVAL_ARG;
+  *sent = 0;
+  if (count == 0)
+    return MEMIF_ERR_SUCCESS;
+  if (data == NULL || offsets == NULL || lens == NULL)
+    return MEMIF_ERR_INVAL_ARG;
+  for (uint32_t i = 0; i < count; i++)
+    if (lens[i] > MEMIF_CFFI_MAX_PACKET)
+      return MEMIF_ERR_INVAL_ARG;
+
+  bufs = tx_scratch ();
+  if (bufs == NULL)
+    return MEMIF_ERR_NOMEM;
+
+  while (done < count)
+    {
+      /* A run of equal-length packets, as many as the scratch array holds
+       * in the worst case; memif_buffer_alloc takes one size per call. */
+      uint32_t len = lens[done];
+      uint32_t room = TX_SCRATCH / (len > 0 ? len : 1);
+      uint32_t k = 0;
+      uint16_t nbufs = 0, tx = 0, pkts;
+      int rc, trc;
+
+      while (done + k < count && k < room && lens[done + k] == len)
+        k++;
+
+      rc = memif_buffer_alloc (conn, qid, bufs, (uint16_t) k, &nbufs, (uint16_t) len);
+      if (rc != MEMIF_ERR_SUCCESS && rc != MEMIF_ERR_NOBUF_RING)
+        return rc;
+      if (nbufs == 0)
+        break; /* ring full */
+
+      fill_chains (bufs, nbufs, data, offsets + done, len);
+      trc = memif_tx_burst (conn, qid, bufs, nbufs, &tx);
+      if (tx > nbufs)
+        tx = nbufs;
+      pkts = count_packets (bufs, tx);
+      *sent = (uint16_t) (*sent + pkts);
+      done += pkts;
+      if (trc != MEMIF_ERR_SUCCESS)
+        return trc;
+      if (rc == MEMIF_ERR_NOBUF_RING || pkts < k)
+        break; /* ring full: what fitted is sent */
+    }
+  return MEMIF_ERR_SUCCESS;
+}
+
+/* ------------------------------------------------------------------- rx */
+
+int
+memif_cffi_rx_copy (memif_conn_handle_t conn, uint16_t qid, uint8_t *data, uint32_t stride,
+                    uint32_t *lens, uint16_t max_packets, uint16_t *received,
+                    uint16_t headroom, memif_cffi_rx_state_t *state, uint32_t *dropped)
+{
+  memif_buffer_t bufs[RX_BURST];
+  uint32_t limit, got = 0, ndrop = 0, taken = 0, cur = 0;
+  int in_chain, dropping, rc = MEMIF_ERR_SUCCESS;
+
+  if (received == NULL)
+    return MEMIF_ERR_INVAL_ARG;
+  *received = 0;
+  if (dropped != NULL)
+    *dropped = 0;
+  if (state == NULL)
+    return MEMIF_ERR_INVAL_ARG;
+  if (max_packets == 0)
+    return MEMIF_ERR_SUCCESS;
+  if (data == NULL || lens == NULL || stride == 0)
+    return MEMIF_ERR_INVAL_ARG;
+  limit = stride < MEMIF_CFFI_MAX_PACKET ? stride : MEMIF_CFFI_MAX_PACKET;
+
+  /* Resume the packet an earlier call could not finish. */
+  in_chain = state->in_chain != 0;
+  dropping = state->dropping != 0;
+  if (in_chain && !dropping)
+    {
+      if (state->len > limit)
+        dropping = 1;
+      else
+        {
+          memcpy (data, state->data, state->len);
+          cur = state->len;
+        }
+    }
+  state->in_chain = 0;
+  state->dropping = 0;
+  state->len = 0;
+
+  for (;;)
+    {
+      /* Each buffer either continues the current packet or starts a new
+       * one, so taking at most (max_packets - got) buffers can never yield
+       * more packets than the caller has room for. The total stays below
+       * 65535 so that one refill call can return everything. */
+      uint32_t want = max_packets - got;
+      uint16_t rx = 0;
+      int brc;
+
+      if (want > RX_BURST)
+        want = RX_BURST;
+      if (want > 65534u - taken)
+        want = 65534u - taken;
+      if (want == 0)
+        break;
+
+      brc = memif_rx_burst (conn, qid, bufs, (uint16_t) want, &rx);
+      if (brc != MEMIF_ERR_SUCCESS && brc != MEMIF_ERR_NOBUF)
+        {
+          /* A chain cannot continue past a failure (e.g. a disconnect). */
+          if (in_chain)
+            ndrop++;
+          in_chain = 0;
+          rc = brc;
+          break;
+        }
+      if (rx > want)
+        rx = (uint16_t) want;
+      taken += rx;
+
+      for (uint32_t j = 0; j < rx; j++)
+        {
+          const memif_buffer_t *mb = &bufs[j];
+          if (!in_chain)
+            {
+              in_chain = 1;
+              dropping = 0;
+              cur = 0;
+            }
+          if (!dropping)
+            {
+              if (mb->len > limit - cur)
+                dropping = 1;
+              else
+                {
+                  if (mb->len > 0)
+                    memcpy (data + (size_t) got * stride + cur, mb->data, mb->len);
+                  cur += mb->len;
+                }
+            }
+          if (!(mb->flags & MEMIF_BUFFER_FLAG_NEXT))
+            {
+              if (dropping)
+                ndrop++;
+              else
+                lens[got++] = cur;
+              in_chain = 0;
+            }
+        }
+      if (rx < want)
+        break; /* ring drained */
+    }
+
+  if (in_chain)
+    {
+      state->in_chain = 1;
+      state->dropping = (uint8_t) dropping;
+      if (!dropping)
+        {
+          memcpy (state->data, data + (size_t) got * stride, cur);
+          state->len = cur;
+        }
+    }
+
+  if (taken > 0)
+    {
+      int frc = memif_refill_queue (conn, qid, (uint16_t) taken, headroom);
+      if (rc == MEMIF_ERR_SUCCESS)
+        rc = frc;
+    }
+
+  *received = (uint16_t) got;
+  if (dropped != NULL)
+    *dropped = ndrop;
+  return rc;
+}

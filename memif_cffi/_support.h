@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * _support.h - C helpers compiled into memif_cffi._libmemif next to the
+ * bundled libmemif. They keep per-packet loops out of Python: one call copies
+ * a whole burst of packets into or out of shared memory.
+ *
+ * Every function returns a memif error code (MEMIF_ERR_*); counts travel
+ * through out parameters, so a full ring is a short count, not an error.
+ */
+#ifndef MEMIF_CFFI_SUPPORT_H
+#define MEMIF_CFFI_SUPPORT_H
+
+#include <stdint.h>
+
+/* memif.h first: it supplies the scalar types libmemif.h's structs use. */
+#include "memif.h"
+#include "libmemif.h"
+
+/* Largest packet the helpers copy (memif_buffer_alloc takes a 16-bit size). */
+#define MEMIF_CFFI_MAX_PACKET 65535
+
+/* Version of the Python package this module was built for. */
+const char *memif_cffi_version (void);
+
+/* memif_conn_args_t.mode is an 8-bit enum bit-field, out of cffi's reach. */
+void memif_cffi_args_set_mode (memif_conn_args_t *a, uint8_t mode);
+uint8_t memif_cffi_args_get_mode (const memif_conn_args_t *a);
+
+/*
+ * Copy count packets into tx queue qid and publish them.
+ *
+ * Packet i is lens[i] bytes at data + offsets[i]. Packets larger than one
+ * slot are chained over several buffers. *sent receives the number of whole
+ * packets published, in order: when the ring fills up, the call publishes
+ * what fits and returns MEMIF_ERR_SUCCESS with *sent < count.
+ *
+ * Errors: MEMIF_ERR_INVAL_ARG for a NULL pointer or a length over
+ * MEMIF_CFFI_MAX_PACKET (checked before anything is sent), MEMIF_ERR_NOMEM,
+ * and the codes of memif_buffer_alloc / memif_tx_burst (*sent still counts
+ * what was published before the failure).
+ */
+int memif_cffi_tx_copy (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
+                        const uint32_t *offsets, const uint32_t *lens, uint16_t count,
+                        uint16_t *sent);
+
+/*
+ * Reassembly state of one rx queue, carried from one memif_cffi_rx_copy call
+ * to the next: a chained packet can be cut by the end of a call. Allocate it
+ * zeroed (one per queue, used by one thread at a time) and zero it again
+ * after a reconnect.
+ */
+typedef struct
+{
+  uint32_t len;     /* bytes of the unfinished packet in data */
+  uint8_t in_chain; /* an unfinished packet is pending */
+  uint8_t dropping; /* the pending packet is too long and is being dropped */
+  uint8_t data[MEMIF_CFFI_MAX_PACKET];
+} memif_cffi_rx_state_t;
+
+/*
+ * Receive up to max_packets whole packets from rx queue qid.
+ *
+ * Chained buffers are joined; packet i is copied to data + i * stride and its
+ * length stored in lens[i]; *received gets the number of packets. A packet
+ * longer than stride (or than MEMIF_CFFI_MAX_PACKET) is dropped whole and
+ * counted in *dropped (which may be NULL). A chain whose end has not been
+ * received yet is kept in *state and completed by the next call.
+ *
+ * Every buffer taken from the ring is given back before returning
+ * (memif_refill_queue with headroom; a master ignores headroom). Do not mix
+ * this helper with buffers of the same queue that are still held elsewhere.
+ *
+ * Errors: MEMIF_ERR_INVAL_ARG for NULL pointers or stride 0, and the codes of
+ * memif_rx_burst / memif_refill_queue (*received still counts the packets
+ * copied before the failure).
+ */
+int memif_cffi_rx_copy (memif_conn_handle_t conn, uint16_t qid, uint8_t *data, uint32_t stride,
+                        uint32_t *lens, uint16_t max_packets, uint16_t *received,
+                        uint16_t headroom, memif_cffi_rx_state_t *state, uint32_t *dropped);
+
+#endif /* MEMIF_CFFI_SUPPORT_H */
