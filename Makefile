@@ -3,6 +3,7 @@
 #   make run     build, then run the loopback demo (python -m memif_cffi.demo)
 #   make test    build, then pytest + ruff + mypy
 #   make lib     build/libmemif.so and build/libmemif.a for C programs
+#   make fuzz    libFuzzer targets (clang); FUZZ_SECONDS=N per target (default 60)
 #   make clean   remove build products (keeps .venv)
 
 PYTHON3 ?= python3
@@ -31,7 +32,7 @@ $(shell mkdir -p build && (printf '%s\n' '$(MEMIF_CFFI_CFLAGS)' | cmp -s - $(FLA
 LIB_CFLAGS := -std=gnu11 -O2 -fPIC -fvisibility=hidden -Wall -Wextra -Werror -pthread -Ilibmemif-src/include -Ilibmemif-src/src
 LIB_OBJS   := $(patsubst libmemif-src/src/%.c,build/obj/%.o,$(LIBMEMIF_SRCS))
 
-.PHONY: all run test lib clean venv ext
+.PHONY: all run test lib clean venv ext fuzz
 
 all: ext
 
@@ -70,6 +71,28 @@ build/libmemif.so: $(LIB_OBJS)
 build/libmemif.a: $(LIB_OBJS)
 	rm -f $@
 	ar rcs $@ $(LIB_OBJS)
+
+# Fuzzing: control-message decoding and the whole handshake driven by a
+# scripted fake peer. New crash inputs land in build/fuzz/; copy them into
+# libmemif-src/fuzz/regressions/ so that make test replays them.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_TARGETS := fuzz_msg fuzz_handshake
+FUZZ_FLAGS   := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                -Wall -Wextra -Werror -Ilibmemif-src/include -Ilibmemif-src/src
+
+fuzz:
+	@mkdir -p build/fuzz
+	$(PYTHON3) libmemif-src/fuzz/make_seeds.py build/fuzz/seeds
+	for t in $(FUZZ_TARGETS); do \
+	  $(FUZZ_CC) $(FUZZ_FLAGS) $(LIBMEMIF_SRCS) libmemif-src/fuzz/$$t.c -o build/fuzz/$$t || exit 1; \
+	done
+	@mkdir -p build/fuzz/corpus/msg build/fuzz/corpus/handshake
+	build/fuzz/fuzz_msg -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/msg- \
+	  build/fuzz/corpus/msg build/fuzz/seeds/msg
+	build/fuzz/fuzz_handshake -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  -artifact_prefix=build/fuzz/handshake- build/fuzz/corpus/handshake build/fuzz/seeds/handshake \
+	  libmemif-src/fuzz/regressions
 
 clean:
 	rm -rf build memif_cffi/_libmemif*.so memif_cffi/_libmemif.c
