@@ -42,7 +42,9 @@ def seeds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize(("target", "corpus"), [("fuzz_msg", "msg"), ("fuzz_handshake", "handshake")])
+@pytest.mark.parametrize(
+    ("target", "corpus"), [("fuzz_msg", "msg"), ("fuzz_handshake", "handshake")]
+)
 def test_fuzz_target_replays_corpus(target: str, corpus: str, seeds: Path, tmp_path: Path) -> None:
     exe = build(target, tmp_path)
     inputs = sorted((seeds / corpus).iterdir())
