@@ -1,21 +1,159 @@
 """memif_cffi: the memif shared-memory packet interface for Python.
 
 The package bundles its own implementation of the libmemif 3.1 C API and
-compiles it into a cffi extension. For now the public surface is the raw
-layer: :mod:`memif_cffi.lowlevel` (``ffi``, ``lib``, ``check`` and callback
-plumbing) and :mod:`memif_cffi.errors` (one exception class per error code).
+compiles it into a cffi extension. Two layers:
+
+* the Pythonic API, re-exported here::
+
+      import memif_cffi as memif
+
+      with memif.Context("app") as ctx:
+          intf = ctx.interface(ctx.socket("/run/vpp/memif.sock"), role=memif.Role.SLAVE)
+          intf.wait_connected(timeout=5)
+          intf.tx[0].send(frame)
+          frames = intf.rx[0].recv_burst(256)
+
+  :class:`Context` (a libmemif per-thread database), :class:`Socket`,
+  :class:`Interface`, :class:`RxQueue` / :class:`TxQueue`,
+  :class:`PacketBatch`, the enums :class:`Role`, :class:`Mode`,
+  :class:`RxMode`, :class:`FdEvent`, and :mod:`memif_cffi.aio` for asyncio;
+* the raw layer: :mod:`memif_cffi.lowlevel` (``ffi``, ``lib``, ``check`` and
+  callback plumbing) for programs that keep the C call sequence.
+
+Errors: :class:`MemifError` and one subclass per libmemif error code, each also
+derived from the fitting builtin (:mod:`memif_cffi.errors`, ``BY_CODE``).
 """
 
+from memif_cffi import errors
+from memif_cffi._core import ClosedError, QueueBusyError
 from memif_cffi._version import __version__
-from memif_cffi.errors import BY_CODE, MemifError, error_for
+from memif_cffi.batch import MAX_PACKET, PacketBatch
+from memif_cffi.context import Context, Socket
+from memif_cffi.enums import FdEvent, Mode, Role, RxMode
+from memif_cffi.errors import (
+    BY_CODE,
+    AcceptSlaveError,
+    AccessDeniedError,
+    AgainError,
+    AlreadyConnectedError,
+    AlreadyError,
+    BadFdError,
+    ConnExistsError,
+    ConnRefusedError,
+    CookieError,
+    DetailsBufferError,
+    DisconnectedError,
+    FdUpdateCallbackError,
+    FileLimitError,
+    IdError,
+    IntWriteError,
+    InvalidArgError,
+    MalformedMessageError,
+    MemifError,
+    ModeError,
+    NoBufError,
+    NoBufRingError,
+    NoConnError,
+    NoError,
+    NoFileError,
+    NoIntFdError,
+    NoMemError,
+    NoSecretError,
+    NoShmFdError,
+    NotSocketError,
+    PeerDisconnectError,
+    PollCancelError,
+    PrivateHeaderError,
+    ProcFileLimitError,
+    ProtocolError,
+    QidError,
+    RegionIndexError,
+    RingIndexError,
+    RingSizeError,
+    SecretError,
+    SyscallError,
+    UnknownMessageError,
+    error_for,
+)
+from memif_cffi.info import (
+    InterfaceCounters,
+    InterfaceDetails,
+    QueueCounters,
+    QueueDetails,
+    RegionDetails,
+)
+from memif_cffi.interface import Interface
 from memif_cffi.lowlevel import check, ffi, lib
+from memif_cffi.queues import RxQueue, TxQueue
+
+from memif_cffi import aio  # isort: skip  (needs the modules above)
 
 __all__ = [
     "BY_CODE",
+    "MAX_PACKET",
+    "AcceptSlaveError",
+    "AccessDeniedError",
+    "AgainError",
+    "AlreadyConnectedError",
+    "AlreadyError",
+    "BadFdError",
+    "ClosedError",
+    "ConnExistsError",
+    "ConnRefusedError",
+    "Context",
+    "CookieError",
+    "DetailsBufferError",
+    "DisconnectedError",
+    "FdEvent",
+    "FdUpdateCallbackError",
+    "FileLimitError",
+    "IdError",
+    "IntWriteError",
+    "Interface",
+    "InterfaceCounters",
+    "InterfaceDetails",
+    "InvalidArgError",
+    "MalformedMessageError",
     "MemifError",
+    "Mode",
+    "ModeError",
+    "NoBufError",
+    "NoBufRingError",
+    "NoConnError",
+    "NoError",
+    "NoFileError",
+    "NoIntFdError",
+    "NoMemError",
+    "NoSecretError",
+    "NoShmFdError",
+    "NotSocketError",
+    "PacketBatch",
+    "PeerDisconnectError",
+    "PollCancelError",
+    "PrivateHeaderError",
+    "ProcFileLimitError",
+    "ProtocolError",
+    "QidError",
+    "QueueBusyError",
+    "QueueCounters",
+    "QueueDetails",
+    "RegionDetails",
+    "RegionIndexError",
+    "RingIndexError",
+    "RingSizeError",
+    "Role",
+    "RxMode",
+    "RxQueue",
+    "SecretError",
+    "Socket",
+    "SyscallError",
+    "TxQueue",
+    "UnknownMessageError",
     "__version__",
+    "aio",
     "check",
     "error_for",
+    "errors",
     "ffi",
     "lib",
 ]

@@ -312,3 +312,191 @@ memif_cffi_rx_copy (memif_conn_handle_t conn, uint16_t qid, uint8_t *data, uint3
     *dropped = ndrop;
   return rc;
 }
+
+/* ------------------------------------------------ Pythonic-API helpers */
+
+uint8_t *
+memif_cffi_rx_state_data (memif_cffi_rx_state_t *state)
+{
+  return state ? state->data : NULL;
+}
+
+uint64_t
+memif_cffi_sum_u32 (const uint32_t *values, uint32_t n)
+{
+  uint64_t sum = 0;
+  if (values == NULL)
+    return 0;
+  for (uint32_t i = 0; i < n; i++)
+    sum += values[i];
+  return sum;
+}
+
+int
+memif_cffi_tx_batch (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
+                     const uint32_t *offsets, const uint32_t *lens, uint16_t count,
+                     uint32_t max_len, uint16_t *sent, uint64_t *bytes)
+{
+  int rc;
+
+  if (sent == NULL || bytes == NULL)
+    return MEMIF_ERR_INVAL_ARG;
+  *sent = 0;
+  *bytes = 0;
+  if (count > 0 && lens == NULL)
+    return MEMIF_ERR_INVAL_ARG;
+  for (uint32_t i = 0; i < count; i++)
+    if (lens[i] > max_len)
+      return MEMIF_ERR_INVAL_ARG;
+  rc = memif_cffi_tx_copy (conn, qid, data, offsets, lens, count, sent);
+  *bytes = memif_cffi_sum_u32 (lens, *sent);
+  return rc;
+}
+
+int
+memif_cffi_rx_batch (memif_conn_handle_t conn, uint16_t qid, uint8_t *data, uint32_t stride,
+                     uint32_t *lens, uint16_t max_packets, uint16_t *received,
+                     uint16_t headroom, memif_cffi_rx_state_t *state, uint32_t *dropped,
+                     uint64_t *bytes)
+{
+  int rc;
+
+  if (bytes == NULL)
+    return MEMIF_ERR_INVAL_ARG;
+  *bytes = 0;
+  rc = memif_cffi_rx_copy (conn, qid, data, stride, lens, max_packets, received, headroom,
+                           state, dropped);
+  if (received != NULL && lens != NULL)
+    *bytes = memif_cffi_sum_u32 (lens, *received);
+  return rc;
+}
+
+/* Append bufs[first..end) to the pending chain of state (bounded). */
+static void
+stash_segments (memif_cffi_rx_state_t *state, const memif_buffer_t *bufs, uint32_t first,
+                uint32_t end)
+{
+  for (uint32_t j = first; j < end && !state->dropping; j++)
+    {
+      uint32_t n = bufs[j].len;
+      if (n > MEMIF_CFFI_MAX_PACKET - state->len)
+        {
+          state->dropping = 1;
+          state->len = 0;
+          break;
+        }
+      if (n > 0)
+        memcpy (state->data + state->len, bufs[j].data, n);
+      state->len += n;
+    }
+}
+
+int
+memif_cffi_rx_scan (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs,
+                    uint16_t max_bufs, uint16_t *nbufs, uintptr_t *ptrs, uint32_t *lens,
+                    uint32_t *firsts, uint16_t *nsegs, uint16_t *npkts, uint8_t *resumed,
+                    uint64_t *bytes, uint32_t *dropped, memif_cffi_rx_state_t *state)
+{
+  uint16_t rx = 0, got = 0, nseg = 0;
+  uint32_t start = 0, cur, ndrop = 0;
+  uint64_t total = 0;
+  int rc, in_chain, dropping, cont;
+
+  if (nbufs == NULL || npkts == NULL || resumed == NULL || bytes == NULL || dropped == NULL)
+    return MEMIF_ERR_INVAL_ARG;
+  *nbufs = 0;
+  *npkts = 0;
+  *resumed = 0;
+  *bytes = 0;
+  *dropped = 0;
+  if (state == NULL)
+    return MEMIF_ERR_INVAL_ARG;
+  if (max_bufs == 0)
+    return MEMIF_ERR_SUCCESS;
+  if (bufs == NULL || ptrs == NULL || lens == NULL || firsts == NULL || nsegs == NULL)
+    return MEMIF_ERR_INVAL_ARG;
+
+  rc = memif_rx_burst (conn, qid, bufs, max_bufs, &rx);
+  if (rc == MEMIF_ERR_NOBUF)
+    rc = MEMIF_ERR_SUCCESS;
+  if (rx > max_bufs)
+    rx = max_bufs;
+  if (rx == 0)
+    return rc; /* nothing taken: the state stays as it was */
+  *nbufs = rx;
+
+  in_chain = state->in_chain != 0;
+  dropping = state->dropping != 0;
+  cont = in_chain; /* the current packet continues the state's chain */
+  cur = in_chain && !dropping ? state->len : 0;
+
+  for (uint32_t j = 0; j < rx; j++)
+    {
+      const memif_buffer_t *mb = &bufs[j];
+      if (!in_chain)
+        {
+          in_chain = 1;
+          dropping = 0;
+          cont = 0;
+          cur = 0;
+          start = j;
+          nseg = 0;
+        }
+      nseg++;
+      if (!dropping)
+        {
+          if (mb->len > MEMIF_CFFI_MAX_PACKET - cur)
+            dropping = 1;
+          else
+            cur += mb->len;
+        }
+      if (!(mb->flags & MEMIF_BUFFER_FLAG_NEXT))
+        {
+          if (dropping)
+            ndrop++;
+          else
+            {
+              ptrs[got] = (nseg == 1 && !cont) ? (uintptr_t) mb->data : 0;
+              lens[got] = cur;
+              firsts[got] = start;
+              nsegs[got] = nseg;
+              if (cont)
+                *resumed = 1;
+              total += cur;
+              got++;
+            }
+          in_chain = 0;
+          cont = 0;
+        }
+    }
+
+  if (in_chain && rc == MEMIF_ERR_SUCCESS)
+    {
+      if (!cont)
+        {
+          /* A new chain starts at bufs[start]: the state's old content was
+           * handed out as packet 0 or there was none. */
+          state->len = 0;
+          state->dropping = (uint8_t) dropping;
+        }
+      else
+        state->dropping = (uint8_t) (state->dropping || dropping);
+      state->in_chain = 1;
+      if (!state->dropping)
+        stash_segments (state, bufs, cont ? 0 : start, rx);
+    }
+  else
+    {
+      /* No chain pending; after an error a started chain cannot continue. */
+      if (in_chain)
+        ndrop++;
+      state->in_chain = 0;
+      state->dropping = 0;
+      state->len = 0;
+    }
+
+  *npkts = got;
+  *bytes = total;
+  *dropped = ndrop;
+  return rc;
+}

@@ -78,4 +78,59 @@ int memif_cffi_rx_copy (memif_conn_handle_t conn, uint16_t qid, uint8_t *data, u
                         uint32_t *lens, uint16_t max_packets, uint16_t *received,
                         uint16_t headroom, memif_cffi_rx_state_t *state, uint32_t *dropped);
 
+/* ------------------------------------------------ Pythonic-API helpers */
+
+/* Start of the reassembly buffer of a state (state->len bytes are valid). */
+uint8_t *memif_cffi_rx_state_data (memif_cffi_rx_state_t *state);
+
+/* Sum of n 32-bit values (byte counters). */
+uint64_t memif_cffi_sum_u32 (const uint32_t *values, uint32_t n);
+
+/*
+ * memif_cffi_tx_copy for a batch whose packet lengths the caller wrote
+ * itself: every lens[i] is checked against max_len first (MEMIF_ERR_INVAL_ARG,
+ * nothing sent), so a wrong length can never make the copy read outside the
+ * caller's slot. *bytes receives the payload bytes of the packets sent.
+ */
+int memif_cffi_tx_batch (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
+                         const uint32_t *offsets, const uint32_t *lens, uint16_t count,
+                         uint32_t max_len, uint16_t *sent, uint64_t *bytes);
+
+/* memif_cffi_rx_copy, plus the payload bytes received in *bytes. */
+int memif_cffi_rx_batch (memif_conn_handle_t conn, uint16_t qid, uint8_t *data, uint32_t stride,
+                         uint32_t *lens, uint16_t max_packets, uint16_t *received,
+                         uint16_t headroom, memif_cffi_rx_state_t *state, uint32_t *dropped,
+                         uint64_t *bytes);
+
+/*
+ * Zero-copy receive: one memif_rx_burst of up to max_bufs buffers into bufs
+ * (*nbufs of them), then the packet boundaries, without copying payload.
+ *
+ * Packet k (k < *npkts) is made of nsegs[k] buffers starting at
+ * bufs[firsts[k]] and is lens[k] bytes long. ptrs[k] is the address of its
+ * data in shared memory when it is a single buffer, 0 when it is chained (the
+ * caller joins the segments). Addresses are integers so that the caller can
+ * turn them into offsets in a region without one object per packet. When *resumed is 1, packet 0 continues the chain that
+ * was pending in *state before the call: lens[0] includes that prefix, which
+ * the caller must have read (memif_cffi_rx_state_data) before calling,
+ * because the call may overwrite the state.
+ *
+ * A chain that does not end in this burst is copied into *state (shared with
+ * memif_cffi_rx_copy, so both helpers may be used on one queue); packets
+ * longer than MEMIF_CFFI_MAX_PACKET are dropped whole and counted in
+ * *dropped. *bytes is the sum of lens[0..*npkts).
+ *
+ * All *nbufs buffers are still owned by the caller, who gives them back with
+ * memif_refill_queue (conn, qid, *nbufs, headroom) once it no longer reads
+ * them; the state copy makes that safe for a pending chain too.
+ *
+ * Returns MEMIF_ERR_SUCCESS (also when more packets are waiting) or the code
+ * of memif_rx_burst; on an error after buffers were taken, the packets found
+ * are still reported and a pending chain is dropped.
+ */
+int memif_cffi_rx_scan (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs,
+                        uint16_t max_bufs, uint16_t *nbufs, uintptr_t *ptrs, uint32_t *lens,
+                        uint32_t *firsts, uint16_t *nsegs, uint16_t *npkts, uint8_t *resumed,
+                        uint64_t *bytes, uint32_t *dropped, memif_cffi_rx_state_t *state);
+
 #endif /* MEMIF_CFFI_SUPPORT_H */

@@ -33,7 +33,9 @@ put_string (filler_t *f, const char *s)
 static void *
 put_array (filler_t *f, size_t size)
 {
-  size_t start = (f->used + 7) & ~(size_t) 7;
+  /* Align the address (the caller's buffer need not be aligned itself). */
+  size_t pad = (size_t) ((8 - ((uintptr_t) (f->buf + f->used) & 7)) & 7);
+  size_t start = f->used + pad;
   if (start > f->len || f->len - start < size)
     {
       f->short_of_space = 1;

@@ -1,0 +1,480 @@
+"""Rx and tx queues of an interface: the data path at three levels.
+
+* **Per packet** — :meth:`TxQueue.send`, :meth:`TxQueue.send_burst`,
+  :meth:`RxQueue.recv_burst`: bytes in, bytes out; chains are joined into
+  whole packets on receive and packets larger than one buffer are chained on
+  send.
+* **Bulk** — :meth:`RxQueue.recv_into` / :meth:`TxQueue.send_batch` with a
+  :class:`~memif_cffi.PacketBatch`: one C call per burst and no Python object
+  per packet.
+* **Zero copy** — :meth:`RxQueue.views`: memoryviews straight into the shared
+  memory, given back to the peer when the ``with`` block ends.
+
+Backpressure is a count, not an exception: a full tx ring makes the send
+methods return how many packets were queued. Every method raises before any C
+call when the interface is closed or not connected, and
+:class:`QueueBusyError` when another thread is using the same queue (use one
+thread per queue; different queues may be used concurrently, with the GIL
+released inside the C calls).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Iterable, Sequence
+from itertools import accumulate
+from typing import TYPE_CHECKING, Any
+
+from memif_cffi._core import (
+    VIEW_RELEASE_WAIT,
+    QueueBusyError,
+    QueueState,
+    RxViewsBase,
+    release_views,
+)
+from memif_cffi.batch import MAX_PACKET, PacketBatch
+from memif_cffi.enums import RxMode
+from memif_cffi.errors import error_for
+from memif_cffi.info import QueueCounters
+from memif_cffi.lowlevel import ffi, lib
+
+if TYPE_CHECKING:
+    from memif_cffi.interface import Interface
+
+__all__ = ["QueueBusyError", "RxQueue", "TxQueue"]
+
+BytesLike = bytes | bytearray | memoryview
+
+_ERR_DISCONNECTED = int(lib.MEMIF_ERR_DISCONNECTED)
+_EMPTY = ffi.new("uint8_t[1]")
+
+
+def _check_burst(max_packets: int) -> None:
+    if not isinstance(max_packets, int) or not 1 <= max_packets <= 65535:
+        raise ValueError(f"max_packets must be an int in 1..65535, not {max_packets!r}")
+
+
+def _refcounts(objs: list[Any]) -> list[int]:
+    return [sys.getrefcount(o) for o in objs]
+
+
+# References a lone list element has in _refcounts (list, loop name, argument).
+_BASE_REFS = _refcounts([object()])[0]
+
+
+def _region_of(q: QueueState, ptrs: list[int]) -> tuple[int, int, Any] | None:
+    """The mapped region holding every address of ``ptrs``, if one does."""
+    lo, hi = min(ptrs), max(ptrs)
+    for region in q.iface.regions:
+        base, size, _ = region
+        # The library validated each packet inside its region and regions do
+        # not overlap, so a packet starting in this region ends in it.
+        if base <= lo and hi < base + size:
+            return region
+    return None
+
+
+class _Burst:
+    """What one receive burst produced (see _scan)."""
+
+    __slots__ = ("bases", "exporters", "nbufs", "packets")
+
+    def __init__(self, packets: list[Any], nbufs: int) -> None:
+        self.packets = packets
+        self.nbufs = nbufs
+        #: cffi buffers over shared memory that the packets' views come from
+        self.exporters: list[Any] = []
+        #: region-wide memoryviews the packet views were sliced from
+        self.bases: list[memoryview] = []
+
+
+def _scan(q: QueueState, conn: Any, max_bufs: int, as_views: bool) -> _Burst:
+    """One rx burst (queue lock held).
+
+    Packets are bytes, or memoryviews when ``as_views``: single-buffer packets
+    then point into shared memory (sliced from one view of their region; the
+    region's exporter is returned so that the caller can check nothing still
+    references it), chained ones are joined into private bytearrays.
+    """
+    q.ensure_rx(max_bufs)
+    state = q.rx_state
+    prefix = b""
+    if state.in_chain and not state.dropping and state.len:
+        # The helper may overwrite the state: keep the pending chain's start.
+        prefix = ffi.buffer(lib.memif_cffi_rx_state_data(state), state.len)[:]
+    out16 = q.out16
+    rc = lib.memif_cffi_rx_scan(conn, q.qid, q.bufs, max_bufs, out16, q.ptrs, q.lens, q.firsts,
+                                q.nsegs, out16 + 1, q.out8, q.out64, q.out32, state)
+    q.rx_ops += 1
+    nbufs = int(out16[0])
+    n = int(out16[1])
+    if rc != 0:
+        raise error_for(rc, f"receiving on rx queue {q.qid}")
+    q.packets += n
+    q.bytes += int(q.out64[0])
+    q.drops += int(q.out32[0])
+    burst = _Burst([], nbufs)
+    if n == 0:
+        return burst
+    ptrs: list[int] = ffi.unpack(q.ptrs, n)
+    lens: list[int] = ffi.unpack(q.lens, n)
+    resumed = bool(q.out8[0])
+    if nbufs == n and not resumed:
+        # Every buffer is a whole packet (the common case): slice its region.
+        region = _region_of(q, ptrs)
+        if region is not None:
+            base, size, whole = region
+            if not as_views:
+                burst.packets = [whole[p - base : p - base + s]
+                                 for p, s in zip(ptrs, lens, strict=True)]
+                return burst
+            exporter = ffi.buffer(ffi.cast("char *", base), size)
+            view = memoryview(exporter)
+            burst.exporters.append(exporter)
+            burst.bases.append(view)
+            burst.packets = [view[p - base : p - base + s] for p, s in zip(ptrs, lens, strict=True)]
+            return burst
+    out = burst.packets
+    buffer = ffi.buffer
+    bufs = q.bufs
+    for i in range(n):
+        ptr = ptrs[i]
+        if ptr:
+            b = buffer(ffi.cast("char *", ptr), lens[i])
+            if as_views:
+                burst.exporters.append(b)
+                out.append(memoryview(b))
+            else:
+                out.append(b[:])
+            continue
+        joined = bytearray(prefix if i == 0 and resumed else b"")
+        first = int(q.firsts[i])
+        for j in range(first, first + int(q.nsegs[i])):
+            seg = bufs[j]
+            joined += buffer(seg.data, seg.len)
+        out.append(memoryview(joined) if as_views else bytes(joined))
+    return burst
+
+
+def _give_back(q: QueueState, nbufs: int) -> None:
+    """Refill nbufs received buffers (queue lock held)."""
+    if nbufs == 0 or q.down:
+        return
+    rc = lib.memif_refill_queue(q.iface.conn[0], q.qid, nbufs, 0)
+    if rc not in (0, _ERR_DISCONNECTED):
+        raise error_for(rc, f"giving buffers back on rx queue {q.qid}")
+
+
+class RxViews(RxViewsBase):
+    """Context manager returned by :meth:`RxQueue.views` (single use).
+
+    ``with`` gives a ``list[memoryview]``, one writable view per whole packet.
+    On exit every view is released (using one afterwards raises ValueError)
+    and the buffers go back to the peer. A view that cannot be released
+    because something still references it (a slice or numpy array that
+    outlived the block) is detected: the exit raises BufferError and the
+    buffers stay held, so the memory is never recycled under a live view; the
+    queue refuses to receive until those references are gone.
+    """
+
+    def __init__(self, q: QueueState, max_packets: int) -> None:
+        self._q = q
+        self._max = max_packets
+        self._views: list[memoryview] = []
+        self._exporters: list[Any] = []
+        self._bases: list[memoryview] = []
+        self._nbufs = 0
+        self._phase = "new"
+
+    def __enter__(self) -> list[memoryview]:
+        if self._phase != "new":
+            raise RuntimeError("a views() context manager can be entered only once")
+        q = self._q
+        conn = q.enter()
+        try:
+            burst = _scan(q, conn, self._max, True)
+            self._views = burst.packets
+            self._exporters = burst.exporters
+            self._bases = burst.bases
+            self._nbufs = burst.nbufs
+            self._phase = "open"
+            if self._nbufs:
+                q.views = self
+        finally:
+            q.lock.release()
+        return self._views
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        if self._phase != "open":
+            return
+        q = self._q
+        with q.lock:
+            if q.views is not self:
+                # Nothing taken, or a disconnect already reclaimed the memory.
+                self._phase = "closed"
+                release_views(self._views + self._bases, 0)
+                return
+            q.views = None
+            if self.settle():
+                self._phase = "closed"
+                _give_back(q, self._nbufs)
+                return
+            self._phase = "held"
+            q.held = self
+        raise BufferError(
+            f"{len(self._views)} packet views of rx queue {q.qid} are still referenced after "
+            "their views() block (a slice or an export outlived it); their buffers stay held "
+            "until the references are gone"
+        )
+
+    # -- RxViewsBase -----------------------------------------------------------------
+
+    def settle(self) -> bool:
+        if not release_views(self._views + self._bases, 0):
+            return False
+        return not any(count > _BASE_REFS for count in _refcounts(self._exporters))
+
+    def give_back(self) -> None:
+        self._phase = "closed"
+        _give_back(self._q, self._nbufs)
+
+    def invalidate(self) -> None:
+        self._phase = "invalid"
+        release_views(self._views + self._bases, VIEW_RELEASE_WAIT)
+
+
+class _Queue:
+    __slots__ = ("_intf", "_q")
+
+    def __init__(self, intf: Interface, state: QueueState) -> None:
+        self._intf = intf
+        self._q = state
+
+    @property
+    def qid(self) -> int:
+        """Queue number (0-based)."""
+        return self._q.qid
+
+    @property
+    def interface(self) -> Interface:
+        """The interface this queue belongs to."""
+        return self._intf
+
+    @property
+    def counters(self) -> QueueCounters:
+        """Packets, bytes and drops of this queue so far (a snapshot)."""
+        q = self._q
+        return QueueCounters(packets=q.packets, bytes=q.bytes, drops=q.drops)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._q.qid} of {self._intf!r}>"
+
+
+class RxQueue(_Queue):
+    """One receive queue of an :class:`~memif_cffi.Interface` (``intf.rx[qid]``)."""
+
+    __slots__ = ()
+
+    def recv_burst(self, max_packets: int = 256) -> list[bytes]:
+        """Receive up to ``max_packets`` whole packets as bytes (chains joined).
+
+        Returns an empty list when nothing is waiting. One call takes up to
+        ``max_packets`` ring buffers, so it may return fewer packets when some
+        are chained; when more are waiting the queue stays signalled, so an
+        interrupt-driven loop comes back without a new signal from the peer.
+        """
+        _check_burst(max_packets)
+        q = self._q
+        conn = q.enter()
+        try:
+            burst = _scan(q, conn, max_packets, False)
+            _give_back(q, burst.nbufs)
+        finally:
+            q.lock.release()
+        packets: list[bytes] = burst.packets
+        return packets
+
+    def recv_into(self, batch: PacketBatch) -> int:
+        """Receive up to ``batch.capacity`` packets into ``batch``; returns their number.
+
+        One C call copies the whole burst (chains joined) and gives the buffers
+        back; ``batch.count`` is set to the result. Packets longer than
+        ``batch.slot_size`` are dropped and counted in ``counters.drops``.
+        """
+        if not isinstance(batch, PacketBatch):
+            raise TypeError(f"recv_into() needs a PacketBatch, not {type(batch).__name__}")
+        data, _, lens = batch._c_args()
+        q = self._q
+        conn = q.enter()
+        try:
+            q.ensure_rx(0)
+            rc = lib.memif_cffi_rx_batch(conn, q.qid, data, batch.slot_size, lens, batch.capacity,
+                                         q.out16, 0, q.rx_state, q.out32, q.out64)
+            n = int(q.out16[0])
+            q.rx_ops += 1
+            q.packets += n
+            q.bytes += int(q.out64[0])
+            q.drops += int(q.out32[0])
+            batch.count = n
+        finally:
+            q.lock.release()
+        if rc != 0:
+            raise error_for(rc, f"receiving on rx queue {q.qid}")
+        return n
+
+    def views(self, max_packets: int = 256) -> RxViews:
+        """Zero-copy receive: ``with q.views(n) as views:`` gives up to n packets.
+
+        Each item is a writable memoryview of one whole packet in the shared
+        memory (a chained packet is joined into a private copy). The buffers
+        return to the peer when the block ends; the views are released then.
+        While the block is open, other receive calls on this queue raise
+        :class:`QueueBusyError`.
+        """
+        _check_burst(max_packets)
+        return RxViews(self._q, max_packets)
+
+    @property
+    def mode(self) -> RxMode:
+        """Receive mode (:class:`~memif_cffi.RxMode`); settable, kept across reconnects."""
+        return self._q.mode
+
+    @mode.setter
+    def mode(self, value: RxMode) -> None:
+        mode = RxMode(value)
+        q = self._q
+        conn = q.enter_control()
+        try:
+            rc = lib.memif_set_rx_mode(conn, int(mode), q.qid)
+            if rc == 0:
+                q.mode = mode
+        finally:
+            q.lock.release()
+        if rc != 0:
+            raise error_for(rc, f"setting the mode of rx queue {q.qid}")
+
+    def fileno(self) -> int:
+        """The queue's eventfd: readable when the peer signalled packets.
+
+        For your own selector or asyncio loop (interrupt mode, with no
+        ``on_interrupt`` callback on the interface). It belongs to the library
+        and changes at each connection: valid from ``on_connect`` to
+        ``on_disconnect``. A receive call drains it.
+        """
+        q = self._q
+        conn = q.enter_control()
+        fd = ffi.new("int *")
+        try:
+            rc = lib.memif_get_queue_efd(conn, q.qid, fd)
+        finally:
+            q.lock.release()
+        if rc != 0:
+            raise error_for(rc, f"eventfd of rx queue {q.qid}")
+        return int(fd[0])
+
+
+class TxQueue(_Queue):
+    """One transmit queue of an :class:`~memif_cffi.Interface` (``intf.tx[qid]``)."""
+
+    __slots__ = ()
+
+    def send(self, frame: BytesLike) -> bool:
+        """Queue one packet; False when the ring is full (nothing was sent).
+
+        A packet larger than one buffer is chained over several; at most
+        65535 bytes.
+        """
+        data = ffi.from_buffer("uint8_t[]", frame)
+        n = len(data)
+        if n > MAX_PACKET:
+            raise ValueError(f"a packet is at most {MAX_PACKET} bytes, not {n}")
+        if n == 0:
+            data = _EMPTY
+        q = self._q
+        conn = q.enter()
+        try:
+            q.one_len[0] = n
+            rc = lib.memif_cffi_tx_batch(conn, q.qid, data, q.one_off, q.one_len, 1, MAX_PACKET,
+                                         q.out16, q.out64)
+            sent = int(q.out16[0])
+            q.packets += sent
+            q.bytes += int(q.out64[0])
+            q.drops += 1 - sent
+        finally:
+            q.lock.release()
+        if rc != 0:
+            raise error_for(rc, f"sending on tx queue {q.qid}")
+        return sent == 1
+
+    def send_burst(self, frames: Iterable[BytesLike]) -> int:
+        """Queue packets in order with one C call; returns how many were queued.
+
+        Stops at the first packet that does not fit in the ring (the rest is
+        the caller's to retry). Frames are bytes-like objects of at most 65535
+        bytes each.
+        """
+        items: Sequence[BytesLike] = frames if isinstance(frames, (list, tuple)) else list(frames)
+        if not items:
+            return 0
+        lens = [len(f) for f in items]
+        if max(lens) > MAX_PACKET:
+            raise ValueError(f"a packet is at most {MAX_PACKET} bytes")
+        done = 0
+        for start in range(0, len(items), 65535):
+            part = items[start : start + 65535]
+            part_lens = lens[start : start + 65535]
+            joined = b"".join(part)
+            if len(joined) != sum(part_lens):
+                raise ValueError("frames must be bytes-like objects with 1-byte items")
+            data = ffi.from_buffer("uint8_t[]", joined) if joined else _EMPTY
+            offsets = ffi.new("uint32_t[]", list(accumulate(part_lens[:-1], initial=0)))
+            c_lens = ffi.new("uint32_t[]", part_lens)
+            sent = self._send(data, offsets, c_lens, len(part), MAX_PACKET)
+            done += sent
+            if sent < len(part):
+                break
+        return done
+
+    def send_batch(self, batch: PacketBatch, start: int = 0, count: int | None = None) -> int:
+        """Queue ``count`` packets of ``batch`` from index ``start`` with one C call.
+
+        ``count`` defaults to the rest of the batch (``batch.count - start``).
+        Returns how many were queued: fewer when the ring fills up, so a
+        sender retries with ``start += sent``. Lengths are checked against
+        ``batch.slot_size`` in C before anything is sent.
+        """
+        if not isinstance(batch, PacketBatch):
+            raise TypeError(f"send_batch() needs a PacketBatch, not {type(batch).__name__}")
+        if count is None:
+            count = batch.count - start
+        if not 0 <= start <= batch.count or not 0 <= count <= batch.count - start:
+            raise ValueError(
+                f"start={start}, count={count} outside the {batch.count} packets of the batch"
+            )
+        if count == 0:
+            return 0
+        data, offsets, lens = batch._c_args()
+        return self._send(data, offsets + start, lens + start, count, batch.slot_size)
+
+    def _send(self, data: Any, offsets: Any, lens: Any, count: int, max_len: int) -> int:
+        q = self._q
+        conn = q.enter()
+        try:
+            rc = lib.memif_cffi_tx_batch(conn, q.qid, data, offsets, lens, count, max_len,
+                                         q.out16, q.out64)
+            sent = int(q.out16[0])
+            q.packets += sent
+            q.bytes += int(q.out64[0])
+            if rc == 0:
+                q.drops += count - sent
+        finally:
+            q.lock.release()
+        if rc != 0:
+            raise error_for(rc, f"sending on tx queue {q.qid}")
+        return sent

@@ -1,0 +1,226 @@
+"""The data path at three levels: per packet, PacketBatch, zero-copy views."""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Iterator
+
+import pytest
+from apihelp import Pair, drain
+
+import memif_cffi as memif
+
+
+def frame(i: int, size: int) -> bytes:
+    head = i.to_bytes(4, "little")
+    return (head + bytes((i + k) & 0xFF for k in range(256)) * (size // 256 + 1))[:size]
+
+
+@pytest.fixture
+def small(sock_path: str) -> Iterator[Pair]:
+    """1024-byte buffers so that 1500-byte frames chain, 64-slot rings."""
+    with Pair(sock_path, buffer_size=1024, ring_size=64) as p:
+        yield p
+
+
+@pytest.mark.parametrize("direction", ["slave-to-master", "master-to-slave"])
+def test_per_packet_sizes_and_chains(small: Pair, direction: str) -> None:
+    tx, rx = ((small.slave, small.master) if direction == "slave-to-master"
+              else (small.master, small.slave))
+    sizes = [0, 1, 60, 1023, 1024, 1025, 1500, 3000, 9000, 20000, 65535]
+    for i, size in enumerate(sizes):
+        assert tx.tx[0].send(frame(i, size)), size
+        assert drain(rx.rx[0], 1, burst=64) == [frame(i, size)]
+    frames = [frame(i, s) for i, s in enumerate(sizes[:8])]
+    assert tx.tx[0].send_burst(frames) == len(frames)
+    assert drain(rx.rx[0], len(frames)) == frames
+    c = rx.counters
+    assert c.rx_packets == 2 * len(sizes[:8]) + 3 and c.rx_drops == 0
+    assert c.rx_bytes == sum(sizes) + sum(sizes[:8])
+    with pytest.raises(ValueError, match="65535"):
+        tx.tx[0].send(bytes(65536))
+    with pytest.raises(ValueError, match="65535"):
+        tx.tx[0].send_burst([b"ok", bytes(70000)])
+    assert tx.counters.tx_packets == c.rx_packets  # nothing reached C for the refused ones
+
+
+def test_chain_cut_across_bursts_and_helpers(small: Pair) -> None:
+    """A 9000-byte frame spans 9 buffers; receive it 4 buffers at a time, mixing levels."""
+    big = [frame(i, 9000) for i in range(4)]
+    assert small.slave.tx[0].send_burst(big) == 4
+    rxq = small.master.rx[0]
+    out: list[bytes] = []
+    batch = memif.PacketBatch(4, 9000)
+    step = 0
+    while len(out) < 4:
+        if step % 3 == 0:
+            out += rxq.recv_burst(4)
+        elif step % 3 == 1:
+            with rxq.views(4) as views:
+                out += [bytes(v) for v in views]
+        else:
+            # recv_into takes up to batch.capacity buffers' worth of packets
+            rxq.recv_into(batch)
+            out += batch.tolist()
+        step += 1
+        assert step < 100
+    assert out == big
+
+
+def test_backpressure_returns_counts(small: Pair) -> None:
+    tx = small.slave.tx[0]
+    sent = 0
+    while tx.send(b"x" * 100):
+        sent += 1
+        assert sent <= 64
+    assert sent == 64  # the ring is full: False, not an exception
+    assert tx.send_burst([b"y"] * 10) == 0
+    c = tx.counters
+    assert (c.packets, c.drops) == (64, 11)
+    assert len(drain(small.master.rx[0], 64)) == 64
+    assert tx.send_burst([b"z" * 2000] * 40) == 32  # 2 buffers each: 32 fit in 64 slots
+
+
+def test_packet_batch_round_trip(pair: Pair) -> None:
+    out = memif.PacketBatch(256, 2048)
+    for i in range(256):
+        out.append(frame(i, 60 + i))
+    assert len(out) == 256 and out[3].tobytes() == frame(3, 63)
+    assert out.total_bytes() == sum(60 + i for i in range(256))
+    assert pair.slave.tx[0].send_batch(out) == 256
+    got = memif.PacketBatch(256, 2048)
+    n = 0
+    while n < 256:
+        n += pair.master.rx[0].recv_into(got) if n == 0 else 0
+        pair.mctx.poll(0)
+    assert got.count == 256
+    assert [bytes(p) for p in got] == [frame(i, 60 + i) for i in range(256)]
+    assert list(got.lengths[:3]) == [60, 61, 62]
+    # send_batch with start/count, for retrying after a short send
+    assert pair.slave.tx[0].send_batch(out, start=250) == 6
+    assert pair.slave.tx[0].send_batch(out, start=10, count=2) == 2
+    assert drain(pair.master.rx[0], 8) == [frame(i, 60 + i) for i in (*range(250, 256), 10, 11)]
+
+
+def test_packet_batch_lengths_are_checked_in_c(pair: Pair) -> None:
+    b = memif.PacketBatch(4, 100)
+    b.fill(b"a" * 100)
+    b.lengths[2] = 5000  # written through the buffer protocol: larger than a slot
+    with pytest.raises(memif.InvalidArgError):
+        pair.slave.tx[0].send_batch(b)
+    assert pair.slave.counters.tx_packets == 0  # nothing was sent
+    b.lengths[2] = 100
+    assert pair.slave.tx[0].send_batch(b) == 4
+
+
+def test_packet_batch_api() -> None:
+    b = memif.PacketBatch(3, 10)
+    assert b.buffer.nbytes == 30 and b.lengths.format == "I" and len(b.lengths) == 3
+    b.slot(1)[:3] = b"abc"
+    b.set_length(1, 3)
+    b.count = 2
+    assert b[1].tobytes() == b"abc" and b[-1].tobytes() == b"abc"
+    b.clear()
+    b.extend([b"1", b"22", b"333"])
+    with pytest.raises(IndexError):
+        b.append(b"4")
+    with pytest.raises(ValueError):
+        memif.PacketBatch(2, 10).append(b"x" * 11)
+    with pytest.raises(ValueError):
+        memif.PacketBatch(0, 10)
+    with pytest.raises(ValueError):
+        memif.PacketBatch(1, 65536)
+    with pytest.raises(ValueError):
+        b.count = 4
+    assert b.tolist() == [b"1", b"22", b"333"] and "count=3" in repr(b)
+
+
+def test_recv_into_drops_packets_longer_than_a_slot(pair: Pair) -> None:
+    pair.slave.tx[0].send_burst([b"a" * 10, b"b" * 500, b"c" * 10])
+    b = memif.PacketBatch(8, 100)
+    assert pair.master.rx[0].recv_into(b) == 2
+    assert b.tolist() == [b"a" * 10, b"c" * 10]
+    assert pair.master.rx[0].counters.drops == 1
+
+
+def test_views_are_zero_copy_and_die_with_the_block(pair: Pair) -> None:
+    pair.slave.tx[0].send_burst([b"first", b"second"])
+    rxq = pair.master.rx[0]
+    region = pair.master.details.regions
+    assert region  # connected: the shared memory is mapped
+    with rxq.views(16) as views:
+        assert [bytes(v) for v in views] == [b"first", b"second"]
+        assert not views[0].readonly
+        with pytest.raises(memif.QueueBusyError, match="views"):
+            rxq.recv_burst()  # the buffers are held by the block
+    with pytest.raises(ValueError, match="released"):
+        bytes(views[0])  # used after exit: raises instead of reading recycled memory
+    pair.slave.tx[0].send(b"third")
+    assert drain(rxq, 1) == [b"third"]  # the ring was given back
+    with pytest.raises(RuntimeError, match="once"):
+        ctxm = rxq.views(1)
+        with ctxm:
+            pass
+        ctxm.__enter__()
+
+
+def test_views_leaked_slice_holds_the_buffers(pair: Pair) -> None:
+    pair.slave.tx[0].send(b"keep me")
+    rxq = pair.master.rx[0]
+    with pytest.raises(BufferError, match="still referenced"), rxq.views(4) as views:
+        leaked = views[0][0:4]  # a slice outlives the block
+    assert bytes(leaked) == b"keep"  # still the right data: the buffer was not recycled
+    pair.slave.tx[0].send(b"next")
+    with pytest.raises(BufferError):
+        rxq.recv_burst()  # the queue refuses to recycle under a live view
+    del leaked
+    gc.collect()
+    assert drain(rxq, 1) == [b"next"]  # settled: buffers given back, receive resumes
+
+
+def test_disconnect_invalidates_open_views(pair: Pair) -> None:
+    pair.slave.tx[0].send(b"bye")
+    rxq = pair.master.rx[0]
+    with rxq.views(4) as views:
+        pair.slave.close()
+        pair.mctx.poll(1)  # on_disconnect: the memory is about to be unmapped
+        assert not pair.master.connected
+        with pytest.raises(ValueError, match="released"):
+            bytes(views[0])
+    with pytest.raises(memif.DisconnectedError):
+        rxq.recv_burst()
+
+
+def test_writable_views_and_in_place_reply(pair: Pair) -> None:
+    pair.slave.tx[0].send(b"ping....")
+    out = memif.PacketBatch(16, 2048)
+    with pair.master.rx[0].views() as views:
+        for v in views:
+            v[:4] = b"pong"
+            out.append(v)
+    assert pair.master.tx[0].send_batch(out) == 1
+    assert drain(pair.slave.rx[0], 1) == [b"pong...."]
+
+
+def test_empty_queue_and_arguments(pair: Pair) -> None:
+    rxq = pair.master.rx[0]
+    assert rxq.recv_burst() == []
+    assert rxq.recv_into(memif.PacketBatch(4, 64)) == 0
+    with rxq.views() as views:
+        assert views == []
+    for bad in (0, 65536, 2.0):
+        with pytest.raises(ValueError):
+            rxq.recv_burst(bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        rxq.recv_into(bytearray(10))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        pair.slave.tx[0].send_batch([b"x"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        pair.slave.tx[0].send_batch(memif.PacketBatch(2, 8), start=3)
+    with pytest.raises(TypeError):
+        pair.slave.tx[0].send("text")  # type: ignore[arg-type]
+    assert pair.slave.tx[0].send_burst([]) == 0
+    assert pair.slave.tx[0].send(memoryview(b"mv") ) and pair.slave.tx[0].send(bytearray(b"ba"))
+    assert drain(rxq, 2) == [b"mv", b"ba"]
+    assert os.path.exists(pair.path)
