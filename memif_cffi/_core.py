@@ -33,9 +33,10 @@ import selectors
 import sys
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from memif_cffi.enums import FdEvent, RxMode
 from memif_cffi.errors import DisconnectedError, NoConnError, error_for
@@ -51,6 +52,28 @@ MAX_EVENTS_PER_POLL = 256
 # How long a disconnect waits for a view that another thread is exporting
 # (e.g. hashing it with the GIL released) before giving up on it.
 _VIEW_RELEASE_WAIT = 0.2
+
+
+_ClosableT = TypeVar("_ClosableT", bound="Closable")
+
+
+class Closable:
+    """Mixin: a context manager whose exit calls ``close()``."""
+
+    def close(self) -> None:  # pragma: no cover - always overridden
+        raise NotImplementedError
+
+    def __enter__(self: _ClosableT) -> _ClosableT:
+        """Return the object itself; leaving the block closes it."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class QueueBusyError(RuntimeError):

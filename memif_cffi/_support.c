@@ -98,19 +98,19 @@ count_packets (const memif_buffer_t *bufs, uint32_t n)
 }
 
 /*
- * Copy packets of len bytes (sources src_base + offsets[p]) into the chains
- * described by bufs[0..nbufs). Never reads more than len bytes of a source
- * packet, whatever lengths the buffers carry.
+ * Copy packet p (source src_base + offsets[p], lens[p] bytes) into the p-th
+ * chain described by bufs[0..nbufs). Never reads more than lens[p] bytes of a
+ * source packet, whatever lengths the buffers carry.
  */
 static void
 fill_chains (memif_buffer_t *bufs, uint32_t nbufs, const uint8_t *src_base,
-             const uint32_t *offsets, uint32_t len)
+             const uint32_t *offsets, const uint32_t *lens)
 {
   uint32_t b = 0;
   for (uint32_t p = 0; b < nbufs; p++)
     {
       const uint8_t *src = src_base + offsets[p];
-      uint32_t off = 0;
+      uint32_t len = lens[p], off = 0;
       for (;;)
         {
           memif_buffer_t *mb = &bufs[b++];
@@ -127,6 +127,12 @@ fill_chains (memif_buffer_t *bufs, uint32_t nbufs, const uint8_t *src_base,
     }
 }
 
+/*
+ * Reserve slots for as many of the packets as fit (memif_buffer_alloc takes
+ * one size per call, so it is called once per run of equal lengths), fill
+ * them, and publish them all with a single memif_tx_burst: one counter store
+ * and at most one eventfd write per burst, whatever the mix of sizes.
+ */
 int
 memif_cffi_tx_copy (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
                     const uint32_t *offsets, const uint32_t *lens, uint16_t count,
@@ -152,34 +158,44 @@ memif_cffi_tx_copy (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
 
   while (done < count)
     {
-      /* A run of equal-length packets, as many as the scratch array holds
-       * in the worst case; memif_buffer_alloc takes one size per call. */
-      uint32_t len = lens[done];
-      uint32_t room = TX_SCRATCH / (len > 0 ? len : 1);
-      uint32_t k = 0;
-      uint16_t nbufs = 0, tx = 0, pkts;
-      int rc, trc;
+      uint32_t nbufs = 0, reserved = 0;
+      int rc = MEMIF_ERR_SUCCESS, full = 0;
+      uint16_t tx = 0, pkts;
 
-      while (done + k < count && k < room && lens[done + k] == len)
-        k++;
-
-      rc = memif_buffer_alloc (conn, qid, bufs, (uint16_t) k, &nbufs, (uint16_t) len);
-      if (rc != MEMIF_ERR_SUCCESS && rc != MEMIF_ERR_NOBUF_RING)
-        return rc;
+      while (done + reserved < count)
+        {
+          /* A run of equal lengths whose worst case (one byte per slot)
+           * still fits the rest of the scratch array. */
+          uint32_t len = lens[done + reserved];
+          uint32_t room = (TX_SCRATCH - nbufs) / (len > 0 ? len : 1);
+          uint32_t k = 0;
+          uint16_t got = 0;
+          while (done + reserved + k < count && k < room && lens[done + reserved + k] == len)
+            k++;
+          if (k == 0)
+            break; /* scratch full: publish what we have */
+          rc = memif_buffer_alloc (conn, qid, bufs + nbufs, (uint16_t) k, &got, (uint16_t) len);
+          uint16_t whole = count_packets (bufs + nbufs, got);
+          nbufs += got;
+          reserved += whole;
+          if (rc != MEMIF_ERR_SUCCESS || whole < k)
+            {
+              full = 1;
+              break;
+            }
+        }
       if (nbufs == 0)
-        break; /* ring full */
+        return rc == MEMIF_ERR_NOBUF_RING ? MEMIF_ERR_SUCCESS : rc;
 
-      fill_chains (bufs, nbufs, data, offsets + done, len);
-      trc = memif_tx_burst (conn, qid, bufs, nbufs, &tx);
-      if (tx > nbufs)
-        tx = nbufs;
+      fill_chains (bufs, nbufs, data, offsets + done, lens + done);
+      int trc = memif_tx_burst (conn, qid, bufs, (uint16_t) nbufs, &tx);
       pkts = count_packets (bufs, tx);
       *sent = (uint16_t) (*sent + pkts);
       done += pkts;
       if (trc != MEMIF_ERR_SUCCESS)
         return trc;
-      if (rc == MEMIF_ERR_NOBUF_RING || pkts < k)
-        break; /* ring full: what fitted is sent */
+      if (full)
+        return rc == MEMIF_ERR_NOBUF_RING ? MEMIF_ERR_SUCCESS : rc;
     }
   return MEMIF_ERR_SUCCESS;
 }

@@ -36,7 +36,7 @@ from typing import Any
 from memif_cffi import context as _context
 from memif_cffi import interface as _interface
 from memif_cffi import queues as _queues
-from memif_cffi._core import ClosedError
+from memif_cffi._core import Closable, ClosedError
 from memif_cffi.batch import PacketBatch
 from memif_cffi.enums import Mode, Role
 from memif_cffi.errors import DisconnectedError
@@ -56,7 +56,7 @@ _MIN_WAIT = 50e-6
 _MAX_WAIT = 2e-3
 
 
-class Context:
+class Context(Closable):
     """A :class:`memif_cffi.Context` whose events are handled by the running asyncio loop.
 
     Arguments as for :class:`memif_cffi.Context` (internal event loop only).
@@ -175,16 +175,6 @@ class Context:
         self._attach()
         return self
 
-    def __enter__(self) -> Context:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.close()
 
     async def __aexit__(
         self,
@@ -195,7 +185,7 @@ class Context:
         self.close()
 
 
-class Interface:
+class Interface(Closable):
     """asyncio face of a :class:`memif_cffi.Interface` (its ``sync`` attribute)."""
 
     sync: _interface.Interface
@@ -313,16 +303,6 @@ class Interface:
         finally:
             self._wake_all()
 
-    def __enter__(self) -> Interface:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<aio {self.sync!r}>"

@@ -21,11 +21,17 @@ from __future__ import annotations
 import math
 import os
 import selectors
-import types
 import weakref
 from collections.abc import Callable
 
-from memif_cffi._core import ClosedError, ContextState, IfaceState, SocketState, finalize_context
+from memif_cffi._core import (
+    Closable,
+    ClosedError,
+    ContextState,
+    IfaceState,
+    SocketState,
+    finalize_context,
+)
 from memif_cffi.enums import FdEvent, Mode, Role
 from memif_cffi.errors import error_for
 from memif_cffi.interface import ConnectCallback, Interface, InterruptCallback, ring_log2
@@ -57,7 +63,7 @@ def _int_in(what: str, value: int, low: int, high: int) -> int:
     return value
 
 
-class Socket:
+class Socket(Closable):
     """A memif control socket of a Context: a filesystem path or an ``@abstract`` name.
 
     Created with :meth:`Context.socket`. The first master interface on it
@@ -111,22 +117,12 @@ class Socket:
         if errors:
             raise errors[0]
 
-    def __enter__(self) -> Socket:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<memif Socket {self._path!r}{' closed' if self.closed else ''}>"
 
 
-class Context:
+class Context(Closable):
     """A memif database with its own sockets, interfaces and event loop.
 
     Args:
@@ -414,13 +410,3 @@ class Context:
         if sock.closed and sock in self._sockets:
             self._sockets.remove(sock)
 
-    def __enter__(self) -> Context:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.close()

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import math
 import time
-import types
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from memif_cffi._core import ClosedError, IfaceState
+from memif_cffi._core import Closable, ClosedError, IfaceState
 from memif_cffi.enums import Mode, Role
 from memif_cffi.errors import error_for
 from memif_cffi.info import InterfaceCounters, InterfaceDetails, details_from_c
@@ -34,7 +33,7 @@ InterruptCallback = Callable[["Interface", int], object]
 _DETAILS_SIZES = (4096, 32768)
 
 
-class Interface:
+class Interface(Closable):
     """A memif interface: its connection state, details, counters and queues.
 
     Callbacks run on the thread that polls the Context, inside
@@ -250,16 +249,6 @@ class Interface:
                     first.add_note(f"also raised: {other!r}")
             raise first
 
-    def __enter__(self) -> Interface:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def ring_log2(ring_size: int) -> int:
