@@ -507,11 +507,14 @@ class IfaceState:
         n_rx: int,
         n_tx: int,
         want_interrupts: bool,
+        headroom: int = 0,
     ) -> None:
         self.ctx = ctx
         self.sock = sock
         self.name = name
         self.is_master = is_master
+        #: left free at the front of every rx buffer a slave posts
+        self.headroom = headroom
         self.conn: Any = ffi.new("memif_conn_handle_t *")
         self.owner: weakref.ref[Interface] | None = None
         self.connected = False
@@ -578,7 +581,7 @@ class IfaceState:
                 q.reset_rx()
                 if not self.is_master:
                     # A slave posts its empty rx buffers, or the master cannot send.
-                    rc = lib.memif_refill_queue(conn, q.qid, 0xFFFF, 0)
+                    rc = lib.memif_refill_queue(conn, q.qid, 0xFFFF, self.headroom)
                     if rc != 0 and problem is None:
                         problem = error_for(rc, f"refilling rx queue {q.qid} at connect")
                 q.down = self.closing

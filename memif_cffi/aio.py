@@ -133,6 +133,7 @@ class Context(Closable):
         tx_queues: int = 1,
         ring_size: int = 1024,
         buffer_size: int = 2048,
+        headroom: int = 0,
         on_connect: AioConnectCallback | None = None,
         on_disconnect: AioConnectCallback | None = None,
         on_interrupt: AioInterruptCallback | None = None,
@@ -148,7 +149,7 @@ class Context(Closable):
         aintf.sync = self.sync.interface(
             socket, role=role, id=id, name=name, secret=secret, mode=mode,
             rx_queues=rx_queues, tx_queues=tx_queues, ring_size=ring_size,
-            buffer_size=buffer_size, on_connect=aintf._hook_connect,
+            buffer_size=buffer_size, headroom=headroom, on_connect=aintf._hook_connect,
             on_disconnect=aintf._hook_disconnect, on_interrupt=aintf._hook_interrupt,
         )
         aintf._make_queues()

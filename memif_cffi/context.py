@@ -240,6 +240,7 @@ class Context(Closable):
         tx_queues: int = 1,
         ring_size: int = 1024,
         buffer_size: int = 2048,
+        headroom: int = 0,
         on_connect: ConnectCallback | None = None,
         on_disconnect: ConnectCallback | None = None,
         on_interrupt: InterruptCallback | None = None,
@@ -259,6 +260,13 @@ class Context(Closable):
                 slave's are used).
             ring_size: slots per ring, a power of two 2..16384 (``log2_ring_size``).
             buffer_size: bytes per buffer, 1..65535; larger packets are chained.
+            headroom: slave only: bytes left free at the front of every
+                receive buffer posted to the master (``memif_refill_queue``'s
+                ``headroom``), 0..buffer_size-1, so that a received packet
+                can grow at the front in place (e.g. before
+                :meth:`RxViews.forward <memif_cffi.queues.RxViews.forward>`).
+                The master's receive buffers are posted by the slave, so a
+                master takes 0 only.
             on_connect, on_disconnect, on_interrupt: see :class:`Interface`.
                 ``on_interrupt`` also puts the rx eventfds in the context's
                 event loop; without it, use ``rx[q].fileno()`` or poll the queues.
@@ -281,6 +289,7 @@ class Context(Closable):
         _int_in("tx_queues", tx_queues, 1, 255)
         log2 = ring_log2(ring_size)
         _int_in("buffer_size", buffer_size, 1, 65535)
+        _int_in("headroom", headroom, 0, buffer_size - 1)
         for cb_name, cb in (("on_connect", on_connect), ("on_disconnect", on_disconnect),
                             ("on_interrupt", on_interrupt)):
             if cb is not None and not callable(cb):
@@ -290,6 +299,9 @@ class Context(Closable):
             raise error_for(lib.MEMIF_ERR_INVAL_ARG,
                             f"buffers of {region} bytes exceed the 4 GiB region limit")
         is_master = role is Role.MASTER
+        if is_master and headroom:
+            raise ValueError("headroom applies to the receive buffers a slave posts; "
+                             "a master receives into the buffers its slave posted")
         users = socket.interfaces
         if users and (users[0].role is Role.MASTER) != is_master:
             raise error_for(lib.MEMIF_ERR_INVAL_ARG,
@@ -304,7 +316,7 @@ class Context(Closable):
             if socket.closed:
                 raise ClosedError(f"socket {socket.path!r} is closed")
             state = IfaceState(st, socket._state, text_name, is_master, rx_queues, tx_queues,
-                               on_interrupt is not None)
+                               on_interrupt is not None, headroom)
             args = new_conn_args(
                 socket=socket._state.handle[0],
                 secret=raw_secret,

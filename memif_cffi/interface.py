@@ -117,6 +117,11 @@ class Interface(Closable):
         """Interface mode (both sides must agree)."""
         return self._mode
 
+    @property
+    def headroom(self) -> int:
+        """Bytes left free at the front of each receive buffer (slave; 0 for a master)."""
+        return self._state.headroom
+
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("connected" if self.connected else "disconnected")
         return (f"<memif Interface {self._name!r} id={self._id} {self._role.name.lower()} "

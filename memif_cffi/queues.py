@@ -20,6 +20,7 @@ released inside the C calls).
 
 from __future__ import annotations
 
+import operator
 import sys
 import types
 from collections.abc import Iterable, Sequence
@@ -35,18 +36,19 @@ from memif_cffi._core import (
 )
 from memif_cffi.batch import MAX_PACKET, PacketBatch
 from memif_cffi.enums import RxMode
-from memif_cffi.errors import error_for
+from memif_cffi.errors import DisconnectedError, error_for
 from memif_cffi.info import QueueCounters
 from memif_cffi.lowlevel import ffi, lib
 
 if TYPE_CHECKING:
     from memif_cffi.interface import Interface
 
-__all__ = ["QueueBusyError", "RxQueue", "TxQueue"]
+__all__ = ["QueueBusyError", "RxQueue", "RxViews", "TxQueue"]
 
 BytesLike = bytes | bytearray | memoryview
 
 _ERR_DISCONNECTED = int(lib.MEMIF_ERR_DISCONNECTED)
+_ERR_NOBUF_RING = int(lib.MEMIF_ERR_NOBUF_RING)
 _EMPTY = ffi.new("uint8_t[1]")
 
 
@@ -78,11 +80,15 @@ def _region_of(q: QueueState, ptrs: list[int]) -> tuple[int, int, Any] | None:
 class _Burst:
     """What one receive burst produced (see _scan)."""
 
-    __slots__ = ("bases", "exporters", "nbufs", "packets")
+    __slots__ = ("bases", "copied", "exporters", "firsts", "nbufs", "packets")
 
     def __init__(self, packets: list[Any], nbufs: int) -> None:
         self.packets = packets
         self.nbufs = nbufs
+        #: index in the queue's buffer array of each packet's first buffer
+        self.firsts: list[int] = []
+        #: packets that are private copies (chains), not views of shared memory
+        self.copied: frozenset[int] = frozenset()
         #: cffi buffers over shared memory that the packets' views come from
         self.exporters: list[Any] = []
         #: region-wide memoryviews the packet views were sliced from
@@ -134,10 +140,14 @@ def _scan(q: QueueState, conn: Any, max_bufs: int, as_views: bool) -> _Burst:
             burst.exporters.append(exporter)
             burst.bases.append(view)
             burst.packets = [view[p - base : p - base + s] for p, s in zip(ptrs, lens, strict=True)]
+            burst.firsts = list(range(n))
             return burst
     out = burst.packets
     buffer = ffi.buffer
     bufs = q.bufs
+    if as_views:
+        burst.firsts = ffi.unpack(q.firsts, n)
+        burst.copied = frozenset(i for i in range(n) if not ptrs[i])
     for i in range(n):
         ptr = ptrs[i]
         if ptr:
@@ -161,7 +171,7 @@ def _give_back(q: QueueState, nbufs: int) -> None:
     """Refill nbufs received buffers (queue lock held)."""
     if nbufs == 0 or q.down:
         return
-    rc = lib.memif_refill_queue(q.iface.conn[0], q.qid, nbufs, 0)
+    rc = lib.memif_refill_queue(q.iface.conn[0], q.qid, nbufs, q.iface.headroom)
     if rc not in (0, _ERR_DISCONNECTED):
         raise error_for(rc, f"giving buffers back on rx queue {q.qid}")
 
@@ -185,6 +195,9 @@ class RxViews(RxViewsBase):
         self._exporters: list[Any] = []
         self._bases: list[memoryview] = []
         self._nbufs = 0
+        self._firsts: list[int] = []
+        self._copied: frozenset[int] = frozenset()
+        self._forwarded = False
         self._phase = "new"
 
     def __enter__(self) -> list[memoryview]:
@@ -198,6 +211,8 @@ class RxViews(RxViewsBase):
             self._exporters = burst.exporters
             self._bases = burst.bases
             self._nbufs = burst.nbufs
+            self._firsts = burst.firsts
+            self._copied = burst.copied
             self._phase = "open"
             if self._nbufs:
                 q.views = self
@@ -232,6 +247,84 @@ class RxViews(RxViewsBase):
             "their views() block (a slice or an export outlived it); their buffers stay held "
             "until the references are gone"
         )
+
+    @property
+    def copied(self) -> frozenset[int]:
+        """Indices of the packets that are private copies (chained packets, joined).
+
+        Every other packet is a view of shared memory, which :meth:`forward`
+        can send on without copying.
+        """
+        return self._copied
+
+    def forward(self, tx: TxQueue, packets: Iterable[int] | None = None) -> int:
+        """Send packets of this block on ``tx`` without copying them (slave only).
+
+        Call inside the ``with`` block, after editing the packets in place
+        (e.g. turning requests into replies of the same length). The buffers
+        of ``packets`` (indices into the block's list; default: all of them)
+        move to the tx ring and the rx ring gets free buffers in exchange
+        (``memif_buffer_enq_tx``), then one ``memif_tx_burst`` publishes them.
+        Returns how many were sent: fewer when the tx ring is full, in order;
+        the others are given back to the peer on exit like packets not
+        forwarded.
+
+        Forwarding ends the block's use of the views: all of them are
+        released first, and BufferError is raised (nothing sent) while
+        something still references one. Chained packets (:attr:`copied`)
+        cannot be forwarded: send their copies with :meth:`TxQueue.send`.
+        """
+        q = self._q
+        if self._phase != "open" or self._forwarded:
+            raise RuntimeError("forward() is for an open views() block, once")
+        if not isinstance(tx, TxQueue) or tx._q.iface is not q.iface:
+            raise ValueError("forward() needs a TxQueue of the same interface")
+        if q.iface.is_master:
+            raise ValueError("zero-copy forwarding is for slaves: a master's receive buffers "
+                             "are in its peer's memory")
+        count = len(self._views)
+        if count == 0:
+            self._forwarded = True
+            return 0
+        chosen = list(range(count)) if packets is None else [operator.index(i) for i in packets]
+        if len(set(chosen)) != len(chosen):
+            raise ValueError("forward(): a packet index is repeated")
+        for i in chosen:
+            if not 0 <= i < count:
+                raise IndexError(f"forward(): packet {i} outside the {count} of this block")
+            if i in self._copied:
+                raise ValueError(f"forward(): packet {i} is chained and was copied; "
+                                 "send its copy instead")
+        with q.lock:
+            if q.views is not self:
+                raise DisconnectedError(f"{q.label}: disconnected; the block's buffers are gone")
+            if not self.settle():
+                raise BufferError(f"views of {q.label} are still referenced; "
+                                  "forward() releases them all first")
+            self._forwarded = True
+            if not chosen:
+                return 0
+            txs = tx._q
+            conn = txs.enter()
+            try:
+                bufs = ffi.new("memif_buffer_t[]", len(chosen))
+                for k, i in enumerate(chosen):
+                    bufs[k] = q.bufs[self._firsts[i]]
+                enq = ffi.new("uint16_t *")
+                rc = lib.memif_buffer_enq_tx(conn, txs.qid, bufs, len(chosen), enq)
+                if rc == _ERR_NOBUF_RING:
+                    rc = 0
+                sent = ffi.new("uint16_t *")
+                rc_tx = lib.memif_tx_burst(conn, txs.qid, bufs, enq[0], sent) if enq[0] else 0
+                n = int(sent[0])
+                txs.packets += n
+                txs.bytes += sum(int(bufs[k].len) for k in range(n))
+                txs.drops += len(chosen) - n
+            finally:
+                txs.lock.release()
+        if rc or rc_tx:
+            raise error_for(rc or rc_tx, f"forwarding from {q.label} to tx queue {txs.qid}")
+        return n
 
     # -- RxViewsBase -----------------------------------------------------------------
 
@@ -315,7 +408,8 @@ class RxQueue(_Queue):
         try:
             q.ensure_rx(0)
             rc = lib.memif_cffi_rx_batch(conn, q.qid, data, batch.slot_size, lens, batch.capacity,
-                                         q.out16, 0, q.rx_state, q.out32, q.out64)
+                                         q.out16, q.iface.headroom, q.rx_state, q.out32,
+                                         q.out64)
             n = int(q.out16[0])
             q.rx_ops += 1
             q.packets += n
@@ -335,7 +429,14 @@ class RxQueue(_Queue):
         memory (a chained packet is joined into a private copy). The buffers
         return to the peer when the block ends; the views are released then.
         While the block is open, other receive calls on this queue raise
-        :class:`QueueBusyError`.
+        :class:`QueueBusyError`. A slave can also send the edited packets on
+        without copying, with :meth:`RxViews.forward`::
+
+            block = intf.rx[0].views(256)
+            with block as packets:
+                for p in packets:
+                    edit(p)
+                block.forward(intf.tx[0])
         """
         _check_burst(max_packets)
         return RxViews(self._q, max_packets)

@@ -224,3 +224,122 @@ def test_empty_queue_and_arguments(pair: Pair) -> None:
     assert pair.slave.tx[0].send(memoryview(b"mv") ) and pair.slave.tx[0].send(bytearray(b"ba"))
     assert drain(rxq, 2) == [b"mv", b"ba"]
     assert os.path.exists(pair.path)
+
+
+def _region_offset(intf: memif.Interface, view: memoryview) -> tuple[int, int]:
+    """(region number, offset) of a packet view in the interface's mapping of the regions."""
+    ptr = int(memif.ffi.cast("uintptr_t", memif.ffi.from_buffer(view)))
+    for index, (base, size, _) in enumerate(intf._state.regions):
+        if base <= ptr < base + size:
+            return index, ptr - base
+    raise AssertionError("the view is not in shared memory")
+
+
+def test_forward_sends_the_received_buffers_without_copying(pair: Pair) -> None:
+    """A slave edits received packets in place and forwards them (memif_buffer_enq_tx)."""
+    frames = [bytes([i]) * (60 + i) for i in range(20)]
+    assert pair.master.tx[0].send_burst(frames) == 20
+    rxq, txq = pair.slave.rx[0], pair.slave.tx[0]
+    block = rxq.views(64)
+    offsets = []
+    with block as views:
+        assert len(views) == 20 and block.copied == frozenset()
+        for v in views:
+            offsets.append(_region_offset(pair.slave, v))
+            v[0] = 0xEE
+        assert block.forward(txq) == 20
+        with pytest.raises(ValueError, match="released"):
+            bytes(views[0])  # forwarded: the memory belongs to the peer now
+        with pytest.raises(RuntimeError, match="once"):
+            block.forward(txq)
+    got = pair.master.rx[0]
+    vblock = got.views(64)
+    with vblock as echoed:
+        # The master reads the very buffers the slave received into.
+        assert [_region_offset(pair.master, v) for v in echoed] == offsets
+        assert [bytes(v) for v in echoed] == [b"\xee" + f[1:] for f in frames]
+    assert txq.counters.packets == 20
+    # The rx ring got buffers in exchange: traffic keeps flowing both ways, many times over.
+    for round_ in range(40):
+        burst = [bytes([round_]) * 100] * 50
+        assert pair.master.tx[0].send_burst(burst) == 50
+        blk = rxq.views(64)
+        with blk:
+            assert blk.forward(txq) == 50
+        assert drain(pair.master.rx[0], 50) == burst
+
+
+def test_forward_subset_backpressure_and_misuse(sock_path: str) -> None:
+    with Pair(sock_path, ring_size=16, buffer_size=1024) as pair:
+        rxq, txq = pair.slave.rx[0], pair.slave.tx[0]
+        # A full tx ring: forward() sends what fits and the rest is given back.
+        assert txq.send_burst([b"fill"] * 16) == 16
+        pair.master.tx[0].send_burst([b"a", b"b", b"c", b"x" * 1500])
+        block = rxq.views(16)
+        with block as views:
+            assert block.copied == frozenset({3})  # chained across two buffers: a copy
+            with pytest.raises(ValueError, match="chained"):
+                block.forward(txq, [3])
+            with pytest.raises(IndexError):
+                block.forward(txq, [4])
+            with pytest.raises(ValueError, match="repeated"):
+                block.forward(txq, [0, 0])
+            with pytest.raises(ValueError, match="same interface"):
+                block.forward(pair.master.tx[0])
+            assert bytes(views[3]) == b"x" * 1500
+            assert block.forward(txq, [2, 0]) == 0  # ring full: nothing fits
+        assert len(drain(pair.master.rx[0], 16)) == 16
+        pair.master.tx[0].send_burst([b"p", b"q", b"r"])
+        block = rxq.views(16)
+        with block as views:
+            keep = views[1][:]  # a slice: it keeps the shared memory exported
+            with pytest.raises(BufferError):
+                block.forward(txq)  # a view is still referenced: nothing is sent
+            del keep
+            with pytest.raises(ValueError, match="released"):
+                bytes(views[0])  # released all the same: the block is over for views
+        # The failed forward sent nothing; the block gave its buffers back on exit.
+        pair.master.tx[0].send(b"again")
+        block = rxq.views(16)
+        with block as views:
+            assert [bytes(v) for v in views] == [b"again"]
+            assert block.forward(txq, [0]) == 1
+        assert drain(pair.master.rx[0], 1) == [b"again"]
+        # A master cannot forward: its rx buffers are in the slave's memory.
+        pair.slave.tx[0].send(b"to master")
+        mblock = pair.master.rx[0].views(4)
+        with mblock, pytest.raises(ValueError, match="slaves"):
+            mblock.forward(pair.master.tx[0])
+        outside = rxq.views(4)
+        with pytest.raises(RuntimeError):
+            outside.forward(txq)
+
+
+def test_headroom_leaves_room_in_front_of_received_packets(sock_path: str) -> None:
+    with Pair(sock_path, buffer_size=256, slave_kw={"headroom": 64}) as pair:
+        assert pair.slave.headroom == 64 and pair.master.headroom == 0
+        # Each posted buffer is 256 - 64 bytes long: bigger packets chain.
+        frames = [b"h" * 192, b"i" * 193, b"j" * 1000]
+        assert pair.master.tx[0].send_burst(frames) == 3
+        assert drain(pair.slave.rx[0], 3) == frames
+        for _ in range(3):  # refills keep the headroom, through recv_into too
+            pair.master.tx[0].send_burst(frames)
+            batch = memif.PacketBatch(8, 1024)
+            got: list[bytes] = []
+            while len(got) < 3:
+                pair.slave.rx[0].recv_into(batch)
+                got += [bytes(p) for p in batch]
+            assert got == frames
+        pair.master.tx[0].send(b"front")
+        block = pair.slave.rx[0].views(4)
+        with block as views:
+            # The 64 bytes in front of the packet belong to the same buffer.
+            # (The buffer region is mapped page-aligned and made of 256-byte buffers.)
+            ptr = int(memif.ffi.cast("uintptr_t", memif.ffi.from_buffer(views[0])))
+            assert ptr % 256 == 64
+    with memif.Context() as ctx:
+        with pytest.raises(ValueError, match="master"):
+            ctx.interface(ctx.socket(sock_path), role=memif.Role.MASTER, headroom=8)
+        for bad in (-1, 2048):
+            with pytest.raises(ValueError, match="headroom"):
+                ctx.interface(ctx.socket(sock_path), headroom=bad)

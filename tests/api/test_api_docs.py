@@ -71,3 +71,12 @@ def runnable_examples() -> list[str]:
 def test_doc_examples_run(index: int, capsys: pytest.CaptureFixture[str]) -> None:
     code = runnable_examples()[index]
     exec(compile(code, f"{DOC.name}[example {index}]", "exec"), {"__name__": "__doc_example__"})
+    # A print whose line ends in a comment shows its output there: check it.
+    shown = [line.split("#", 1)[1].strip() for line in code.splitlines()
+             if line.strip().startswith("print(") and "#" in line]
+    printed = capsys.readouterr().out.splitlines()
+    for expected in shown:
+        # "..." ends the part of a long output that the comment shows.
+        head = expected.split("...")[0]
+        assert any(line == expected or ("..." in expected and line.startswith(head))
+                   for line in printed), (expected, printed)
