@@ -4,10 +4,14 @@
 #   make test    build, then pytest + ruff + mypy
 #   make lib     build/libmemif.so and build/libmemif.a for C programs
 #   make fuzz    libFuzzer targets (clang); FUZZ_SECONDS=N per target (default 60)
+#   make sanitize  the whole suite again, with the extension, build/libmemif.so and
+#                the C test programs built with AddressSanitizer + UBSan
+#   make coverage  the whole suite again, measuring line coverage of libmemif-src/src
+#                (gcov, >= 90%) and memif_cffi (coverage.py, >= 95%)
 #   make clean   remove build products (keeps .venv)
 
 PYTHON3 ?= python3
-VENV    := .venv
+VENV    ?= .venv
 PY      := $(VENV)/bin/python
 ifeq ($(origin CC),default)
 CC := gcc
@@ -29,10 +33,12 @@ VENV_STAMP := $(VENV)/.memif-deps
 FLAGS_STAMP := build/extension-flags
 $(shell mkdir -p build && (printf '%s\n' '$(MEMIF_CFFI_CFLAGS)' | cmp -s - $(FLAGS_STAMP) || printf '%s\n' '$(MEMIF_CFFI_CFLAGS)' > $(FLAGS_STAMP)))
 
-LIB_CFLAGS := -std=gnu11 -O2 -fPIC -fvisibility=hidden -Wall -Wextra -Werror -pthread -Ilibmemif-src/include -Ilibmemif-src/src
+# LIB_EXTRA_CFLAGS: more flags for build/libmemif.so (make sanitize, make coverage).
+LIB_EXTRA_CFLAGS ?=
+LIB_CFLAGS := -std=gnu11 -O2 -fPIC -fvisibility=hidden -Wall -Wextra -Werror -pthread -Ilibmemif-src/include -Ilibmemif-src/src $(LIB_EXTRA_CFLAGS)
 LIB_OBJS   := $(patsubst libmemif-src/src/%.c,build/obj/%.o,$(LIBMEMIF_SRCS))
 
-.PHONY: all run test lib clean venv ext fuzz
+.PHONY: all run test suite lib clean venv ext fuzz sanitize coverage
 
 all: ext
 
@@ -54,10 +60,18 @@ $(EXT): $(VENV_STAMP) $(FLAGS_STAMP) build_ffi.py memif_cffi/_version.py $(LIBME
 run: $(EXT)
 	$(PY) -m memif_cffi.demo
 
-test: $(EXT) lib
-	$(PY) -m pytest -q tests
+# TEST_ENV: environment for pytest only (make sanitize preloads the sanitizer runtimes);
+# PYTEST: how pytest is started (make coverage runs it under coverage.py).
+TEST_ENV ?=
+PYTEST   ?= -m pytest
+
+test: suite
 	$(PY) -m ruff check memif_cffi build_ffi.py tests
 	$(PY) -m mypy
+
+# The pytest suite alone (make sanitize and make coverage run it in their trees).
+suite: $(EXT) lib
+	$(TEST_ENV) $(PY) $(PYTEST) -q tests
 
 lib: build/libmemif.so build/libmemif.a
 
@@ -66,7 +80,7 @@ build/obj/%.o: libmemif-src/src/%.c $(LIBMEMIF_HDRS)
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
 
 build/libmemif.so: $(LIB_OBJS)
-	$(CC) -shared -pthread -Wl,-soname,libmemif.so -o $@ $(LIB_OBJS)
+	$(CC) -shared -pthread $(LIB_EXTRA_CFLAGS) -Wl,-soname,libmemif.so -o $@ $(LIB_OBJS)
 
 build/libmemif.a: $(LIB_OBJS)
 	rm -f $@
@@ -93,6 +107,40 @@ fuzz:
 	build/fuzz/fuzz_handshake -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	  -artifact_prefix=build/fuzz/handshake- build/fuzz/corpus/handshake build/fuzz/seeds/handshake \
 	  libmemif-src/fuzz/regressions
+
+# Sanitizers: a copy of the tree in build/sanitize (so the normal build stays
+# usable meanwhile) runs make test with everything compiled with ASan + UBSan.
+# Python itself is not instrumented: the runtimes are preloaded into it, with
+# leak checking off there (the interpreter keeps memory until exit) and on in
+# the C test programs (tests/cprog.py). Any report aborts the process.
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+SAN_TREE  := build/sanitize
+SAN_PRELOAD = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
+
+# copy_tree DIR: the working tree without build products, into DIR.
+copy_tree = rm -rf $(1) && mkdir -p $(1) && \
+	tar --exclude=./.git --exclude=./.venv --exclude=./build --exclude='./memif_cffi/_libmemif*' \
+	    --exclude='*/__pycache__' -cf - . | tar -xf - -C $(1)
+
+sanitize: $(VENV_STAMP)
+	$(call copy_tree,$(SAN_TREE))
+	$(MAKE) -C $(SAN_TREE) suite VENV=$(abspath $(VENV)) LIB_EXTRA_CFLAGS="$(SAN_FLAGS)" \
+	    MEMIF_CFFI_CFLAGS="$(SAN_FLAGS)" MEMIF_SANITIZE=1 \
+	    TEST_ENV="LD_PRELOAD='$(SAN_PRELOAD)' ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
+
+# Coverage: a copy of the tree in build/coverage, with the extension and
+# build/libmemif.so compiled with --coverage, runs the suite under coverage.py
+# (subprocesses included); tests/coverage_check.py then checks both totals and
+# that every C function never called is listed there with its reason.
+COV_TREE := build/coverage
+
+coverage: $(VENV_STAMP)
+	$(PY) -m pip install --quiet "coverage>=7.10" gcovr
+	$(call copy_tree,$(COV_TREE))
+	$(MAKE) -C $(COV_TREE) suite VENV=$(abspath $(VENV)) LIB_EXTRA_CFLAGS=--coverage \
+	    MEMIF_CFFI_CFLAGS=--coverage PYTEST="-m coverage run -m pytest"
+	cd $(COV_TREE) && $(abspath $(PY)) -m coverage combine -q && \
+	    $(abspath $(PY)) tests/coverage_check.py
 
 clean:
 	rm -rf build memif_cffi/_libmemif*.so memif_cffi/_libmemif.c

@@ -151,6 +151,13 @@ def _default_cpu() -> int:
         return 0
 
 
+def _peer_env() -> dict[str, str]:
+    """The environment without preloaded sanitizer runtimes (make sanitize): DPDK is not ours."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    return env
+
+
 class DpdkPeer:
     """A running dpdk-memif-peer (testpmd) and the lines it printed so far."""
 
@@ -194,6 +201,7 @@ class DpdkPeer:
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, errors="replace", bufsize=1, start_new_session=True,
+            env=_peer_env(),
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -187,3 +187,22 @@ def test_every_error_class_instantiates_and_pickles() -> None:
     unknown = errors.error_for(1000)
     assert type(unknown) is errors.MemifError
     assert unknown.code == 1000
+
+
+def test_sanitized_run_uses_sanitized_builds() -> None:
+    """Under make sanitize, the extension and libmemif.so really carry ASan and UBSan.
+
+    (A run that silently loaded an uninstrumented build would report nothing.)
+    Outside make sanitize, the normal builds must not depend on the runtimes.
+    """
+    from cprog import ensure_library, sanitizing
+
+    import memif_cffi.lowlevel
+
+    ext = Path(memif_cffi.lowlevel.__file__).parent
+    module = next(ext.glob("_libmemif*.so"))
+    for binary in (module, ensure_library()):
+        symbols = subprocess.run(["nm", "-D", str(binary)], capture_output=True, text=True,
+                                 check=True).stdout
+        instrumented = "__asan_report" in symbols and "__ubsan_handle" in symbols
+        assert instrumented == sanitizing(), binary

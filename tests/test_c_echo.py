@@ -16,26 +16,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def build(name: str, out: Path) -> Path:
-    exe = out / name
-    subprocess.run(
-        ["gcc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror",
-         f"-I{ROOT / 'libmemif-src' / 'include'}", str(ROOT / "tests" / "c" / f"{name}.c"),
-         f"-L{ROOT / 'build'}", f"-Wl,-rpath,{ROOT / 'build'}", "-lmemif", "-o", str(exe)],
-        check=True,
-    )
-    return exe
+from cprog import build_program, program_env
 
 
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    subprocess.run(["make", "-s", "lib"], cwd=ROOT, check=True)
     out = tmp_path_factory.mktemp("cprog")
-    return build("echo_peer", out), build("interop_echo", out)
+    return build_program("echo_peer", out), build_program("interop_echo", out)
 
 
 CASES = [
@@ -57,13 +44,14 @@ def test_two_c_programs_exchange_frames(
     sock = str(tmp_path / "c.sock") if kind == "fs" else f"@memif-c-{uuid.uuid4().hex[:12]}"
     checker_role = "slave" if echo_role == "master" else "master"
     peer = subprocess.Popen([str(echo), echo_role, sock, str(queues), "30", *echo_opts],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=program_env())
     try:
         assert peer.stdout is not None
         assert peer.stdout.readline().strip() == "ready"
         time.sleep(0.05)
         res = subprocess.run([str(checker), checker_role, sock, str(queues), "200", *sizes, *opts],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60, env=program_env())
     finally:
         peer.wait(timeout=30)  # exits once its peer has gone
     m = re.search(r"sent (\d+) received (\d+) corrupted (\d+) duplicates (\d+)", res.stdout)

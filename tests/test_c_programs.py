@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cprog import build_program
+from cprog import build_program, program_env
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,8 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def run(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                         env=program_env())
     return res
 
 

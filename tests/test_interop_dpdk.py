@@ -21,9 +21,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cprog import build_program, program_env
 from peers import dpdk_peer, require_dpdk
 
-ROOT = Path(__file__).resolve().parent.parent
 SIZES = ["64", "1500", "9000"]
 COUNT = "100"
 # testpmd drops what it cannot transmit at once; never a corrupted frame.
@@ -33,15 +33,7 @@ MAX_DROPS = "64"
 @pytest.fixture(scope="module")
 def echo_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require_dpdk()
-    subprocess.run(["make", "-s", "lib"], cwd=ROOT, check=True)
-    out = tmp_path_factory.mktemp("interop") / "interop_echo"
-    subprocess.run(
-        ["gcc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror",
-         f"-I{ROOT / 'libmemif-src' / 'include'}", str(ROOT / "tests" / "c" / "interop_echo.c"),
-         f"-L{ROOT / 'build'}", f"-Wl,-rpath,{ROOT / 'build'}", "-lmemif", "-o", str(out)],
-        check=True,
-    )
-    return out
+    return build_program("interop_echo", tmp_path_factory.mktemp("interop"))
 
 
 def socket_name(kind: str, tmp_path: Path) -> str:
@@ -67,7 +59,7 @@ def test_our_slave_with_dpdk_server(echo_exe: Path, tmp_path: Path, kind: str, q
     sock = socket_name(kind, tmp_path)
     with dpdk_peer("server", sock, forward="io", queues=queues):
         cmd = [str(echo_exe), "slave", sock, str(queues), COUNT, *SIZES, "-d", MAX_DROPS]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=program_env())
     check_summary(res, queues)
 
 
@@ -77,7 +69,7 @@ def test_our_slave_with_headroom(echo_exe: Path, tmp_path: Path) -> None:
     with dpdk_peer("server", sock, forward="io"):
         cmd = [str(echo_exe), "slave", sock, "1", COUNT, *SIZES,
                "-h", "128", "-b", "1500", "-d", MAX_DROPS]
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=program_env())
     check_summary(res, 1)
 
 
@@ -89,7 +81,8 @@ def test_our_master_with_dpdk_client(
     sock = socket_name(kind, tmp_path)
     # A DPDK client never retries: our master must listen first.
     cmd = [str(echo_exe), "master", sock, str(queues), COUNT, *SIZES, "-d", MAX_DROPS]
-    ours = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ours = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=program_env())
     try:
         deadline = time.monotonic() + 5
         while kind == "filesystem" and not os.path.exists(sock) and time.monotonic() < deadline:
