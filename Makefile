@@ -1,6 +1,6 @@
 # memif_cffi - common tasks. Everything runs inside .venv, created on demand.
 #
-#   make run     build, then run the loopback demo (python -m memif_cffi.demo)
+#   make run     build, then run the loopback demo (python -m memif_cffi demo)
 #   make test    build, then pytest + ruff + mypy
 #   make lib     build/libmemif.so and build/libmemif.a for C programs
 #   make fuzz    libFuzzer targets (clang); FUZZ_SECONDS=N per target (default 60)
@@ -58,7 +58,7 @@ $(EXT): $(VENV_STAMP) $(FLAGS_STAMP) build_ffi.py memif_cffi/_version.py $(LIBME
 	$(PY) build_ffi.py
 
 run: $(EXT)
-	$(PY) -m memif_cffi.demo
+	$(PY) -m memif_cffi demo
 
 # TEST_ENV: environment for pytest only (make sanitize preloads the sanitizer runtimes);
 # PYTEST: how pytest is started (make coverage runs it under coverage.py).
@@ -132,13 +132,15 @@ sanitize: $(VENV_STAMP)
 # build/libmemif.so compiled with --coverage, runs the suite under coverage.py
 # (subprocesses included); tests/coverage_check.py then checks both totals and
 # that every C function never called is listed there with its reason.
-COV_TREE := build/coverage
+COV_TREE  := build/coverage
+# Atomic counters: the data path runs in several threads at once.
+COV_FLAGS := --coverage -fprofile-update=atomic
 
 coverage: $(VENV_STAMP)
 	$(PY) -m pip install --quiet "coverage>=7.10" gcovr
 	$(call copy_tree,$(COV_TREE))
-	$(MAKE) -C $(COV_TREE) suite VENV=$(abspath $(VENV)) LIB_EXTRA_CFLAGS=--coverage \
-	    MEMIF_CFFI_CFLAGS=--coverage PYTEST="-m coverage run -m pytest"
+	$(MAKE) -C $(COV_TREE) suite VENV=$(abspath $(VENV)) LIB_EXTRA_CFLAGS="$(COV_FLAGS)" \
+	    MEMIF_CFFI_CFLAGS="$(COV_FLAGS)" PYTEST="-m coverage run -m pytest"
 	cd $(COV_TREE) && $(abspath $(PY)) -m coverage combine -q && \
 	    $(abspath $(PY)) tests/coverage_check.py
 
