@@ -25,7 +25,9 @@ CDEFS         := $(wildcard memif_cffi/_cdef/*.cdef)
 
 EXT_SUFFIX := $(shell $(PYTHON3) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 EXT        := memif_cffi/_libmemif$(EXT_SUFFIX)
-VENV_STAMP := $(VENV)/.memif-deps
+# Tools the Makefile installs into .venv; the stamp's name changes with the list.
+VENV_DEPS  := cffi setuptools pytest hypothesis ruff mypy
+VENV_STAMP := $(VENV)/.memif-deps-$(shell printf '%s' '$(VENV_DEPS)' | cksum | cut -d' ' -f1)
 
 # MEMIF_CFFI_CFLAGS (extra flags for the extension, e.g. sanitizers) is
 # recorded in a file that changes only when the value does, so that changing
@@ -47,7 +49,7 @@ venv: $(VENV_STAMP)
 $(VENV_STAMP):
 	test -x $(PY) || $(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet cffi setuptools pytest ruff mypy
+	$(PY) -m pip install --quiet $(VENV_DEPS)
 	touch $@
 
 ext: $(EXT)
