@@ -68,8 +68,10 @@ TEST_ENV ?=
 PYTEST   ?= -m pytest
 
 test: suite
-	$(PY) -m ruff check memif_cffi build_ffi.py tests
+	$(PY) -m ruff check memif_cffi build_ffi.py tests examples
 	$(PY) -m mypy
+	MYPYPATH=tests/cli $(PY) -m mypy tests/cli
+	MYPYPATH=tests/examples:examples $(PY) -m mypy tests/examples examples
 
 # The pytest suite alone (make sanitize and make coverage run it in their trees).
 suite: $(EXT) lib

@@ -45,6 +45,8 @@ def c_report() -> tuple[float, dict[str, int]]:
             total += 1
             covered += line["count"] > 0
         for fn in f.get("functions", []):
+            if fn.get("gcovr/excluded"):  # not a function: gcov's name for a static inline
+                continue
             name = fn.get("demangled_name") or fn["name"]
             calls[name] = calls.get(name, 0) + int(fn["execution_count"])
     return (100.0 * covered / total if total else 0.0), calls

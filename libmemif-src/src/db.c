@@ -37,16 +37,6 @@ memif_db_free (memif_db_t *db, void *ptr)
     db->free (ptr);
 }
 
-char *
-memif_db_strdup (memif_db_t *db, const char *s)
-{
-  size_t n = strlen (s) + 1;
-  char *d = db->alloc (n);
-  if (d)
-    memcpy (d, s, n);
-  return d;
-}
-
 void
 memif_close_fd (int *fd)
 {

@@ -166,7 +166,6 @@ struct memif_db
 
 void *memif_db_alloc (memif_db_t *db, size_t size); /* zeroed */
 void memif_db_free (memif_db_t *db, void *ptr);
-char *memif_db_strdup (memif_db_t *db, const char *s);
 
 /* Register fd for READ with the event loop; returns 0 or -1 (CB_FDUPDATE /
  * epoll error: the caller decides what failure means). */
