@@ -155,6 +155,11 @@ class Interface(Closable):
         last connection error the library recorded (``details.error``).
         Returns at once when already connected. Must not be called from a
         callback of the same Context.
+
+        A master is connected a moment before its slave has posted the
+        buffers the master transmits into (the slave does that in its own
+        ``on_connect``), so a master's first sends may report a full ring:
+        retry them, as with any backpressure.
         """
         self._check_open()
         self._context._state.check_dispatch_allowed("wait_connected()")
@@ -206,16 +211,25 @@ class Interface(Closable):
 
     # ------------------------------------------------------------ details
 
+    def _check_handle(self) -> None:
+        # Details stay readable while closing (e.g. in on_disconnect run by close()).
+        if self._state.closed or self._state.conn[0] == ffi.NULL:
+            raise ClosedError(f"interface {self._name!r} is closed")
+
     @property
     def details(self) -> InterfaceDetails:
-        """A snapshot of ``memif_get_details`` (names, peer, queues, last error)."""
-        self._check_open()
+        """A snapshot of ``memif_get_details`` (names, peer, queues, last error).
+
+        Readable until the interface is deleted, including from
+        ``on_disconnect`` when :meth:`close` runs it.
+        """
+        self._check_handle()
         ctx = self._context._state
         md = ffi.new("memif_details_t *")
         for size in _DETAILS_SIZES:
             buf = ffi.new("char[]", size)
             with ctx.lock:
-                self._check_open()
+                self._check_handle()
                 rc = lib.memif_get_details(self._state.conn[0], md, buf, size)
                 if rc == 0 or (rc == lib.MEMIF_ERR_NOBUF_DET and size == _DETAILS_SIZES[-1]):
                     return details_from_c(md)

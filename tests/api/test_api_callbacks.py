@@ -182,3 +182,23 @@ def test_closing_the_socket_from_a_callback(sock_path: str) -> None:
         # The path is free again: a new master can listen on it.
         again = p.mctx.interface(p.mctx.socket(sock_path), role=memif.Role.MASTER)
         pump(p.mctx, p.sctx, until=lambda: again.connected)
+
+
+def test_details_readable_in_on_disconnect_run_by_close(sock_path: str) -> None:
+    """on_disconnect run by close() can still read the interface's details."""
+    seen: list[str] = []
+
+    def on_disconnect(intf: memif.Interface) -> None:
+        seen.append(intf.details.if_name)
+
+    with memif.Context("a") as a, memif.Context("b") as b:
+        master = a.interface(a.socket(sock_path), role=memif.Role.MASTER, name="m0",
+                             on_disconnect=on_disconnect)
+        slave = b.interface(b.socket(sock_path), name="s0")
+        while not (master.connected and slave.connected):
+            a.poll(0.01)
+            b.poll(0.01)
+        master.close()
+        assert seen == ["m0"]
+        with pytest.raises(memif.ClosedError):
+            master.details  # noqa: B018  (deleted now)
