@@ -37,9 +37,12 @@ STALL_TIMEOUT = 5.0  # seconds without progress before giving up
 class Side:
     """One end of the loopback: its database, socket and interface."""
 
-    def __init__(self, name: str, path: bytes, is_master: bool, ring_log2: int) -> None:
+    def __init__(self, name: str, path: bytes, is_master: bool, ring_log2: int, *,
+                 interface_id: int = 0, secret: bytes = b"", mode: int = 0, queues: int = 1,
+                 buffer_size: int = 2048) -> None:
         self.name = name
         self.is_master = is_master
+        self.queues = queues
         self.connected = False
         self.pt_main = ffi.new("memif_per_thread_main_handle_t *")
         check(
@@ -55,9 +58,14 @@ class Side:
         args = new_conn_args(
             socket=self.sock[0],
             is_master=is_master,
-            interface_id=0,
+            interface_id=interface_id,
             interface_name=name.encode(),
             log2_ring_size=ring_log2,
+            secret=secret,
+            mode=mode,
+            num_s2m_rings=queues,
+            num_m2s_rings=queues,
+            buffer_size=buffer_size,
         )
         self.conn = ffi.new("memif_conn_handle_t *")
         check(
@@ -73,11 +81,12 @@ class Side:
 
     def _on_connect(self, conn: Any, ctx: Any) -> int:
         self.connected = True
-        # Poll the rx queue instead of being signalled through its eventfd.
-        check(lib.memif_set_rx_mode(conn, lib.MEMIF_RX_MODE_POLLING, 0))
-        if not self.is_master:
-            # A slave must post empty rx buffers or the master cannot send.
-            check(lib.memif_refill_queue(conn, 0, 0xFFFF, 0))
+        for qid in range(self.queues):
+            # Poll the rx queues instead of being signalled through their eventfds.
+            check(lib.memif_set_rx_mode(conn, lib.MEMIF_RX_MODE_POLLING, qid))
+            if not self.is_master:
+                # A slave must post empty rx buffers or the master cannot send.
+                check(lib.memif_refill_queue(conn, qid, 0xFFFF, 0))
         return 0
 
     def _on_disconnect(self, conn: Any, ctx: Any) -> int:
@@ -125,9 +134,12 @@ class Batch:
 
 
 def run_direction(
-    label: str, tx: Side, rx: Side, count: int, size: int, burst: int
+    label: str, tx: Side, rx: Side, count: int, size: int, burst: int, qid: int = 0
 ) -> tuple[int, float]:
-    """Send ``count`` packets from ``tx`` to ``rx``; returns (verified, seconds)."""
+    """Send ``count`` packets from ``tx`` to ``rx`` on queue ``qid``.
+
+    Returns (packets verified, seconds).
+    """
     out = Batch(burst, size)
     out.fill_payload()
     expected = Batch(burst, size)
@@ -149,13 +161,14 @@ def run_direction(
         if sent < count:
             n = min(burst, count - sent)
             out.set_seq(sent, n)
-            check(lib.memif_cffi_tx_copy(tx_conn, 0, data_ptr, out.offsets, out.lens, n, sent_out))
+            check(lib.memif_cffi_tx_copy(tx_conn, qid, data_ptr, out.offsets, out.lens, n,
+                                         sent_out))
             sent += sent_out[0]
             progressed = sent_out[0] > 0
 
         check(
             lib.memif_cffi_rx_copy(
-                rx_conn, 0, got.mem, got.stride, got.lens, burst, recv_out, 0, state, drop_out
+                rx_conn, qid, got.mem, got.stride, got.lens, burst, recv_out, 0, state, drop_out
             )
         )
         n = recv_out[0]
@@ -199,8 +212,11 @@ def report(label: str, verified: int, count: int, size: int, seconds: float) -> 
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the demo; returns the process exit code."""
+MODES = {"ethernet": 0, "ip": 1}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The demo's options (``memif demo`` passes its own through)."""
     parser = argparse.ArgumentParser(
         prog="python -m memif_cffi.demo",
         description="memif loopback demo: master and slave in one process",
@@ -209,19 +225,60 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=64, help="packet size in bytes (8-65535)")
     parser.add_argument("--burst", type=int, default=64, help="packets per call (1-4096)")
     parser.add_argument("--ring-log2", type=int, default=10, help="log2 of the ring size (1-14)")
+    parser.add_argument("--socket", default=None,
+                        help="socket path or @name (default: one in a temporary directory)")
+    parser.add_argument("--first", choices=("master", "slave"), default="master",
+                        help="which side is created first: a slave first retries until "
+                             "the master appears (default master)")
+    parser.add_argument("--id", type=int, default=0, help="interface id of both sides")
+    parser.add_argument("--secret", default="", help="secret of both sides")
+    parser.add_argument("--mode", choices=sorted(MODES), default="ethernet")
+    parser.add_argument("--queues", type=int, default=1,
+                        help="queues each way (1-255); traffic runs on every one")
+    parser.add_argument("--buffer-size", type=int, default=2048,
+                        help="bytes per buffer; larger packets are chained")
     opts = parser.parse_args(argv)
-    if not 8 <= opts.size <= 65535:
-        parser.error("--size must be between 8 and 65535")
-    if not 1 <= opts.burst <= 4096:
-        parser.error("--burst must be between 1 and 4096")
-    if opts.count < 0:
-        parser.error("--count must not be negative")
+    problem = check_options(opts)
+    if problem:
+        parser.error(problem)
+    return opts
 
+
+def check_options(opts: argparse.Namespace) -> str | None:
+    """What is wrong with the demo's options, or None."""
+    checks = [
+        (8 <= opts.size <= 65535, "--size must be between 8 and 65535"),
+        (1 <= opts.burst <= 4096, "--burst must be between 1 and 4096"),
+        (opts.count >= 0, "--count must not be negative"),
+        (1 <= opts.queues <= 255, "--queues must be between 1 and 255"),
+        (1 <= opts.ring_log2 <= 14, "--ring-log2 must be between 1 and 14"),
+        (1 <= opts.buffer_size <= 65535, "--buffer-size must be between 1 and 65535"),
+    ]
+    for ok, problem in checks:
+        if not ok:
+            return problem
+    if (opts.size + opts.buffer_size - 1) // opts.buffer_size > 1 << opts.ring_log2:
+        return "a packet needs more buffers than a ring has: use bigger rings or buffers"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; returns the process exit code."""
+    return run(parse_args(argv))
+
+
+def run(opts: argparse.Namespace) -> int:
+    """Run the demo with checked options (see :func:`parse_args`)."""
     with tempfile.TemporaryDirectory(prefix="memif-demo-") as tmp:
-        path = os.path.join(tmp, "memif.sock").encode()
-        master = Side("demo-master", path, is_master=True, ring_log2=opts.ring_log2)
-        slave = Side("demo-slave", path, is_master=False, ring_log2=opts.ring_log2)
+        path = (opts.socket or os.path.join(tmp, "memif.sock")).encode()
+        common = {"ring_log2": opts.ring_log2, "interface_id": opts.id,
+                  "secret": opts.secret.encode(), "mode": MODES[opts.mode],
+                  "queues": opts.queues, "buffer_size": opts.buffer_size}
+        sides: dict[str, Side] = {}
         try:
+            for role in (opts.first, "slave" if opts.first == "master" else "master"):
+                sides[role] = Side(f"demo-{role}", path, is_master=role == "master", **common)
+            master, slave = sides["master"], sides["slave"]
             deadline = time.monotonic() + CONNECT_TIMEOUT
             while not (master.connected and slave.connected):
                 if time.monotonic() > deadline:
@@ -235,11 +292,17 @@ def main(argv: list[str] | None = None) -> int:
                 ("slave->master", slave, master),
                 ("master->slave", master, slave),
             ):
-                verified, seconds = run_direction(label, tx, rx, opts.count, opts.size, opts.burst)
+                verified = 0
+                seconds = 0.0
+                for qid in range(opts.queues):
+                    share = opts.count // opts.queues + (qid < opts.count % opts.queues)
+                    got, took = run_direction(label, tx, rx, share, opts.size, opts.burst, qid)
+                    verified += got
+                    seconds += took
                 report(label, verified, opts.count, opts.size, seconds)
         finally:
-            slave.close()
-            master.close()
+            for side in reversed(list(sides.values())):
+                side.close()
     return 0
 
 

@@ -191,12 +191,14 @@ def socket_path(text: str) -> str:
 
 
 def add_interface_options(parser: argparse.ArgumentParser, command: str,
-                          timeout_help: str | None) -> None:
-    """Add the options every connecting subcommand shares (``--timeout`` with its help)."""
+                          timeout_help: str | None, *,
+                          default_socket: str | None = DEFAULT_SOCKET) -> None:
+    """Add the options every subcommand shares (``--timeout`` with its help, if given)."""
     group = parser.add_argument_group("interface")
-    group.add_argument("--socket", type=socket_path, default=DEFAULT_SOCKET, metavar="PATH",
-                       help='control socket: a path, or "@name" for an abstract socket '
-                            f"(default {DEFAULT_SOCKET})")
+    where = default_socket or "one in a temporary directory"
+    group.add_argument("--socket", type=socket_path, default=default_socket, metavar="PATH",
+                       help=f'control socket: a path, or "@name" for an abstract socket '
+                            f"(default {where})")
     group.add_argument("--role", choices=("slave", "master"), default="slave",
                        help="slave connects to the socket, master listens on it "
                             "(default slave)")

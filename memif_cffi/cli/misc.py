@@ -9,8 +9,8 @@ from memif_cffi.cli.common import (
     CliError,
     Commands,
     add_command,
+    add_interface_options,
     int_type,
-    ring_size,
     say,
     version_text,
 )
@@ -22,17 +22,17 @@ def register(commands: Commands) -> None:
     """Add the ``demo`` and ``version`` subcommands."""
     p = add_command(
         commands, "demo", "run the loopback demo (master and slave in this process)",
-        "Run the loopback demo: a master and a slave in one process, on a socket in a "
-        "temporary directory, send --count frames each way, check every one and print "
-        "the rates. It connects to nothing else, so it takes no interface options.")
+        "Run the loopback demo: a master and a slave in one process send --count frames "
+        "each way (spread over --queues queues), check every one and print the rates. "
+        "The interface options apply to both sides; --role says which side is created "
+        "first (a slave created first retries until its master appears).")
+    add_interface_options(p, "demo", None, default_socket=None)
     p.add_argument("--count", type=int_type(0, 2**63, "the count"), default=1_000_000,
                    metavar="N", help="frames per direction (default 1000000)")
     p.add_argument("--size", type=int_type(8, 65535, "the size"), default=64,
                    metavar="BYTES", help="frame size in bytes, 8..65535 (default 64)")
     p.add_argument("--burst", type=int_type(1, 4096, "the burst"), default=64, metavar="N",
                    help="frames per call, 1..4096 (default 64)")
-    p.add_argument("--ring-size", type=ring_size, default=1024, metavar="SLOTS",
-                   help="slots per ring, a power of two 2..16384 (default 1024)")
     p.set_defaults(func=cmd_demo)
 
     p = add_command(commands, "version", "print the version",
@@ -44,10 +44,16 @@ def cmd_demo(opts: argparse.Namespace) -> int:
     """``memif demo``: the loopback demo of :mod:`memif_cffi.demo`."""
     from memif_cffi import demo
 
-    argv = ["--count", str(opts.count), "--size", str(opts.size), "--burst", str(opts.burst),
-            "--ring-log2", str(opts.ring_size.bit_length() - 1)]
+    args = argparse.Namespace(
+        count=opts.count, size=opts.size, burst=opts.burst,
+        ring_log2=opts.ring_size.bit_length() - 1, socket=opts.socket, first=opts.role,
+        id=opts.id, secret=opts.secret or "", mode=opts.mode, queues=opts.queues,
+        buffer_size=opts.buffer_size)
+    problem = demo.check_options(args)
+    if problem is not None:
+        raise CliError(problem)
     try:
-        return demo.main(argv)
+        return demo.run(args)
     except SystemExit as exc:
         if isinstance(exc.code, int) or exc.code is None:
             return exc.code or 0

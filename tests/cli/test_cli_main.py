@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import re
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,21 @@ def test_demo_with_a_small_count() -> None:
 def test_demo_rejects_bad_options() -> None:
     one_error_line(run_cli("demo", "--size", "4"), "demo")
     one_error_line(run_cli("demo", "--ring-size", "3"), "demo")
+    # A 9000-byte frame in 64-byte buffers needs 141 slots; the ring has 16.
+    one_error_line(run_cli("demo", "--size", "9000", "--buffer-size", "64",
+                           "--ring-size", "16"), "demo")
+
+
+def test_demo_takes_the_interface_options() -> None:
+    """Both sides use them; --role picks the side created first (a slave first retries)."""
+    sock = f"@memif-cli-demo-{uuid.uuid4().hex[:10]}"
+    res = run_cli("demo", "--count", "3000", "--size", "1500", "--buffer-size", "512",
+                  "--queues", "3", "--role", "slave", "--mode", "ip", "--secret", "s3cr3t",
+                  "--id", "9", "--socket", sock)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"connected: master and slave on {sock}" in res.stdout
+    for direction in ("slave->master", "master->slave"):
+        assert f"verified 3000/3000 packets {direction} (1500 B)" in res.stdout
 
 
 # ---------------------------------------------------------------- the error contract
