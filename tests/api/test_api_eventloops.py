@@ -240,3 +240,16 @@ def test_aio_wait_connected_timeout(sock_path: str) -> None:
                 await slave.wait_connected(0.05)
 
     asyncio.run(main())
+
+
+def test_external_mode_edge_cases() -> None:
+    """An event for an fd the library does not know is ignored (a stale entry of a poll batch)."""
+    fds: dict[int, int] = {}
+    ctx = memif.Context(on_fd_update=lambda fd, events: fds.__setitem__(fd, events))
+    ctx.handle_event(999_999, memif.FdEvent.READ | memif.FdEvent.WRITE)
+    ctx.set_reconnect_interval(0.9999999999)  # rounds up to whole seconds, not 1e9 ns
+    with pytest.raises(ValueError):
+        ctx.set_reconnect_interval(-1)
+    ctx.close()
+    with pytest.raises(memif.ClosedError):
+        ctx.handle_event(3, memif.FdEvent.READ)
