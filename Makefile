@@ -8,6 +8,7 @@
 #                the C test programs built with AddressSanitizer + UBSan
 #   make coverage  the whole suite again, measuring line coverage of libmemif-src/src
 #                (gcov, >= 90%) and memif_cffi (coverage.py, >= 95%)
+#   make bench   benchmarks into docs/benchmarks.md (~12 min; BENCH_QUICK=1: ~2 min smoke run)
 #   make clean   remove build products (keeps .venv)
 
 PYTHON3 ?= python3
@@ -40,7 +41,7 @@ LIB_EXTRA_CFLAGS ?=
 LIB_CFLAGS := -std=gnu11 -O2 -fPIC -fvisibility=hidden -Wall -Wextra -Werror -pthread -Ilibmemif-src/include -Ilibmemif-src/src $(LIB_EXTRA_CFLAGS)
 LIB_OBJS   := $(patsubst libmemif-src/src/%.c,build/obj/%.o,$(LIBMEMIF_SRCS))
 
-.PHONY: all run test suite lib clean venv ext fuzz sanitize coverage
+.PHONY: all run test suite lib clean venv ext fuzz sanitize coverage bench
 
 all: ext
 
@@ -72,6 +73,7 @@ test: suite
 	$(PY) -m mypy
 	MYPYPATH=tests/cli $(PY) -m mypy tests/cli
 	MYPYPATH=tests/examples:examples $(PY) -m mypy tests/examples examples
+	MYPYPATH=tests/hostile:tests $(PY) -m mypy tests/hostile
 
 # The pytest suite alone (make sanitize and make coverage run it in their trees).
 suite: $(EXT) lib
@@ -147,6 +149,10 @@ coverage: $(VENV_STAMP)
 	    MEMIF_CFFI_CFLAGS="$(COV_FLAGS)" PYTEST="-m coverage run -m pytest"
 	cd $(COV_TREE) && $(abspath $(PY)) -m coverage combine -q && \
 	    $(abspath $(PY)) tests/coverage_check.py
+
+bench: $(EXT) lib
+	$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install --quiet matplotlib
+	BENCH_QUICK=$(BENCH_QUICK) $(PY) -m bench
 
 clean:
 	rm -rf build memif_cffi/_libmemif*.so memif_cffi/_libmemif.c

@@ -778,9 +778,11 @@ class QueueState:
     # -- connect / disconnect --------------------------------------------------------
 
     def reset_rx(self) -> None:
-        """Forget a chain cut by a reconnect (lock held)."""
+        """Drop a chain cut by a disconnect, counting it (lock held)."""
         st = self.rx_state
         if st is not None:
+            if st.in_chain:
+                self.drops += 1
             st.in_chain = 0
             st.dropping = 0
             st.len = 0
@@ -790,6 +792,8 @@ class QueueState:
         with self.lock:  # waits for a data-path call in another thread
             views, self.views = self.views, None
             held, self.held = self.held, None
+            if self.is_rx:
+                self.reset_rx()
         for v in (views, held):
             if v is not None:
                 v.invalidate()

@@ -11,7 +11,8 @@
   memory, given back to the peer when the ``with`` block ends.
 
 Backpressure is a count, not an exception: a full tx ring makes the send
-methods return how many packets were queued. Every method raises before any C
+methods return how many packets were queued. So is a peer whose interrupt
+eventfd cannot be written: the packets are in the ring and counted as sent. Every method raises before any C
 call when the interface is closed or not connected, and
 :class:`QueueBusyError` when another thread is using the same queue (use one
 thread per queue; different queues may be used concurrently, with the GIL
@@ -49,6 +50,9 @@ BytesLike = bytes | bytearray | memoryview
 
 _ERR_DISCONNECTED = int(lib.MEMIF_ERR_DISCONNECTED)
 _ERR_NOBUF_RING = int(lib.MEMIF_ERR_NOBUF_RING)
+# Published, but the peer's interrupt eventfd could not be written: the packets
+# are in the ring (a polling peer gets them), so the send counts, not raises.
+_ERR_INT_WRITE = int(lib.MEMIF_ERR_INT_WRITE)
 _EMPTY = ffi.new("uint8_t[1]")
 
 
@@ -316,6 +320,8 @@ class RxViews(RxViewsBase):
                     rc = 0
                 sent = ffi.new("uint16_t *")
                 rc_tx = lib.memif_tx_burst(conn, txs.qid, bufs, enq[0], sent) if enq[0] else 0
+                if rc_tx == _ERR_INT_WRITE:
+                    rc_tx = 0
                 n = int(sent[0])
                 txs.packets += n
                 txs.bytes += sum(int(bufs[k].len) for k in range(n))
@@ -509,7 +515,7 @@ class TxQueue(_Queue):
             q.drops += 1 - sent
         finally:
             q.lock.release()
-        if rc != 0:
+        if rc not in (0, _ERR_INT_WRITE):
             raise error_for(rc, f"sending on tx queue {q.qid}")
         return sent == 1
 
@@ -572,6 +578,8 @@ class TxQueue(_Queue):
             sent = int(q.out16[0])
             q.packets += sent
             q.bytes += int(q.out64[0])
+            if rc == _ERR_INT_WRITE:
+                rc = 0
             if rc == 0:
                 q.drops += count - sent
         finally:
