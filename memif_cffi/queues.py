@@ -14,10 +14,9 @@ Backpressure is a count, not an exception: a full tx ring makes the send
 methods return how many packets were queued. So is a peer whose interrupt
 eventfd cannot be written: the packets are in the ring and counted as sent.
 Every method raises before any C call when the interface is closed or not
-connected, and
-:class:`QueueBusyError` when another thread is using the same queue (use one
-thread per queue; different queues may be used concurrently, with the GIL
-released inside the C calls).
+connected, and :class:`QueueBusyError` when another thread is using the same
+queue (use one thread per queue; different queues may be used concurrently,
+with the GIL released inside the C calls).
 """
 
 from __future__ import annotations
