@@ -183,3 +183,28 @@ def test_socket_in_use_by_another_master(sock_path: str) -> None:
         res = run_cli("details", "--socket", sock_path, "--role", "master", "--timeout", "1")
     line = one_error_line(res, "details")
     assert f"cannot listen on {sock_path}:" in line
+
+
+@pytest.mark.parametrize(("exc", "status", "text"), [
+    (KeyboardInterrupt(), 130, "interrupted"),
+    (OSError(5, "Input/output error"), 1, "Input/output error"),
+    (RuntimeError("boom"), 1, "unexpected RuntimeError: boom"),
+    (BrokenPipeError(), 1, None),
+])
+def test_main_turns_exceptions_into_one_line_and_a_status(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        exc: BaseException, status: int, text: str | None) -> None:
+    """Whatever a subcommand raises, main() prints at most one line and returns a status."""
+    from memif_cffi.cli import misc
+
+    def failing(opts: object) -> int:
+        raise exc
+
+    monkeypatch.delenv("MEMIF_CLI_DEBUG", raising=False)
+    monkeypatch.setattr(misc, "cmd_version", failing)
+    assert cli.main(["version"]) == status
+    err = capsys.readouterr().err
+    if text is None:
+        assert err == ""  # a closed pipe ends the command quietly
+    else:
+        assert err.count("\n") == 1 and err.startswith("memif version: error: ") and text in err
