@@ -8,7 +8,7 @@
 #                the C test programs built with AddressSanitizer + UBSan
 #   make coverage  the whole suite again, measuring line coverage of libmemif-src/src
 #                (gcov, >= 90%) and memif_cffi (coverage.py, >= 95%)
-#   make bench   benchmarks into docs/benchmarks.md (~12 min; BENCH_QUICK=1: ~2 min smoke run)
+#   make bench   benchmarks into docs/benchmarks.md (~11 min; BENCH_QUICK=1: ~1 min smoke run)
 #   make clean   remove build products (keeps .venv)
 
 PYTHON3 ?= python3
@@ -69,11 +69,12 @@ TEST_ENV ?=
 PYTEST   ?= -m pytest
 
 test: suite
-	$(PY) -m ruff check memif_cffi build_ffi.py tests examples
+	$(PY) -m ruff check memif_cffi build_ffi.py tests examples bench
 	$(PY) -m mypy
 	MYPYPATH=tests/cli $(PY) -m mypy tests/cli
 	MYPYPATH=tests/examples:examples $(PY) -m mypy tests/examples examples
 	MYPYPATH=tests/hostile:tests $(PY) -m mypy tests/hostile
+	$(PY) -m mypy bench
 
 # The pytest suite alone (make sanitize and make coverage run it in their trees).
 suite: $(EXT) lib

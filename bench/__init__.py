@@ -1,0 +1,1 @@
+"""Benchmarks of the memif data path (``make bench``, ``python -m bench``); see bench/README.md."""
