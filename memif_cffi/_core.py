@@ -576,6 +576,8 @@ class IfaceState:
                         addr = int(ffi.cast("uintptr_t", r.addr))
                         regions.append((addr, int(r.size), ffi.buffer(r.addr, r.size)))
             self.regions = regions
+        for q in self.rxq + self.txq:
+            q.handle = conn
         for q in self.rxq[: self.n_rx]:
             with q.lock:
                 q.reset_rx()
@@ -610,13 +612,13 @@ class IfaceState:
             if qid >= len(self.rxq):
                 return 0
             q = self.rxq[qid]
-            before = q.rx_ops
+            before = q.stats.ops
             try:
                 intf = self._user()
                 if intf is not None and intf._on_interrupt is not None and not self.closing:
                     intf._on_interrupt(intf, qid)
             finally:
-                if q.rx_ops == before:
+                if q.stats.ops == before:
                     # Nobody received: take the signal, or the level-triggered
                     # loop would report the queue again and again. The packets
                     # stay in the ring for the next receive.
@@ -689,14 +691,15 @@ class QueueState:
         self.is_rx = is_rx
         self.lock = threading.Lock()
         self.down = True
-        self.packets = 0
-        self.bytes = 0
-        self.drops = 0
-        self.rx_ops = 0
+        #: the connection handle, cached at connect for the data path
+        self.handle: Any = ffi.NULL
+        self.headroom = iface.headroom
+        #: packets, bytes, drops and calls, counted by the C helpers
+        self.stats: Any = ffi.new("memif_cffi_qstats_t *")
         self.mode = RxMode.INTERRUPT
         self.views: RxViewsBase | None = None  # open views() block
         self.held: RxViewsBase | None = None  # views kept alive past their block
-        # C scratch, allocated on first use
+        # C scratch, allocated on first use (the rx state alone is 64 KiB)
         self.rx_state: Any = None
         self.cap = 0
         self.bufs: Any = None
@@ -734,7 +737,7 @@ class QueueState:
             except BaseException:
                 self.lock.release()
                 raise
-        return self.iface.conn[0]
+        return self.handle
 
     def enter_control(self) -> Any:
         """Take the lock for a call that is valid while disconnected (rx mode, fd)."""
@@ -782,7 +785,7 @@ class QueueState:
         st = self.rx_state
         if st is not None:
             if st.in_chain:
-                self.drops += 1
+                self.stats.drops += 1
             st.in_chain = 0
             st.dropping = 0
             st.len = 0
@@ -798,10 +801,15 @@ class QueueState:
             if v is not None:
                 v.invalidate()
 
-    def ensure_rx(self, count: int) -> None:
-        """Scratch arrays for bursts of up to count buffers."""
+    def new_rx_state(self) -> Any:
+        """The chain-reassembly state, allocated on first use."""
         if self.rx_state is None:
             self.rx_state = ffi.new("memif_cffi_rx_state_t *")
+        return self.rx_state
+
+    def ensure_rx(self, count: int) -> None:
+        """Scratch arrays for bursts of up to count buffers."""
+        self.new_rx_state()
         if count > self.cap:
             cap = max(count, 64)
             self.bufs = ffi.new("memif_buffer_t[]", cap)

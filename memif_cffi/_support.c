@@ -349,42 +349,54 @@ memif_cffi_sum_u32 (const uint32_t *values, uint32_t n)
 }
 
 int
-memif_cffi_tx_batch (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
-                     const uint32_t *offsets, const uint32_t *lens, uint16_t count,
-                     uint32_t max_len, uint16_t *sent, uint64_t *bytes)
+memif_cffi_send_batch (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
+                       const uint32_t *offsets, const uint32_t *lens, uint16_t count,
+                       uint32_t max_len, memif_cffi_qstats_t *stats)
 {
+  uint16_t sent = 0;
   int rc;
 
-  if (sent == NULL || bytes == NULL)
-    return MEMIF_ERR_INVAL_ARG;
-  *sent = 0;
-  *bytes = 0;
-  if (count > 0 && lens == NULL)
-    return MEMIF_ERR_INVAL_ARG;
+  if (stats == NULL || (count > 0 && lens == NULL))
+    return -MEMIF_ERR_INVAL_ARG;
+  stats->last = 0;
   for (uint32_t i = 0; i < count; i++)
     if (lens[i] > max_len)
-      return MEMIF_ERR_INVAL_ARG;
-  rc = memif_cffi_tx_copy (conn, qid, data, offsets, lens, count, sent);
-  *bytes = memif_cffi_sum_u32 (lens, *sent);
-  return rc;
+      return -MEMIF_ERR_INVAL_ARG;
+  rc = memif_cffi_tx_copy (conn, qid, data, offsets, lens, count, &sent);
+  stats->ops++;
+  stats->last = sent;
+  stats->packets += sent;
+  stats->bytes += memif_cffi_sum_u32 (lens, sent);
+  /* The packets are in the ring even when the peer's eventfd could not be
+   * written: a polling peer gets them, so that counts as sent. */
+  if (rc == MEMIF_ERR_INT_WRITE)
+    rc = MEMIF_ERR_SUCCESS;
+  if (rc != MEMIF_ERR_SUCCESS)
+    return -rc;
+  stats->drops += (uint64_t) (count - sent);
+  return sent;
 }
 
 int
-memif_cffi_rx_batch (memif_conn_handle_t conn, uint16_t qid, uint8_t *data, uint32_t stride,
-                     uint32_t *lens, uint16_t max_packets, uint16_t *received,
-                     uint16_t headroom, memif_cffi_rx_state_t *state, uint32_t *dropped,
-                     uint64_t *bytes)
+memif_cffi_recv_batch (memif_conn_handle_t conn, uint16_t qid, uint8_t *data, uint32_t stride,
+                       uint32_t *lens, uint16_t max_packets, uint16_t headroom,
+                       memif_cffi_rx_state_t *state, memif_cffi_qstats_t *stats)
 {
+  uint16_t received = 0;
+  uint32_t dropped = 0;
   int rc;
 
-  if (bytes == NULL)
-    return MEMIF_ERR_INVAL_ARG;
-  *bytes = 0;
-  rc = memif_cffi_rx_copy (conn, qid, data, stride, lens, max_packets, received, headroom,
-                           state, dropped);
-  if (received != NULL && lens != NULL)
-    *bytes = memif_cffi_sum_u32 (lens, *received);
-  return rc;
+  if (stats == NULL)
+    return -MEMIF_ERR_INVAL_ARG;
+  rc = memif_cffi_rx_copy (conn, qid, data, stride, lens, max_packets, &received, headroom,
+                           state, &dropped);
+  stats->ops++;
+  stats->last = received;
+  stats->packets += received;
+  stats->drops += dropped;
+  if (lens != NULL)
+    stats->bytes += memif_cffi_sum_u32 (lens, received);
+  return rc != MEMIF_ERR_SUCCESS ? -rc : received;
 }
 
 /* Append bufs[first..end) to the pending chain of state (bounded). */

@@ -4,8 +4,10 @@
  * bundled libmemif. They keep per-packet loops out of Python: one call copies
  * a whole burst of packets into or out of shared memory.
  *
- * Every function returns a memif error code (MEMIF_ERR_*); counts travel
- * through out parameters, so a full ring is a short count, not an error.
+ * The functions return a memif error code (MEMIF_ERR_*) and pass counts
+ * through out parameters, except the two batch helpers of the Pythonic API,
+ * which return a count or a negated error code. Either way a full ring is a
+ * short count, not an error.
  */
 #ifndef MEMIF_CFFI_SUPPORT_H
 #define MEMIF_CFFI_SUPPORT_H
@@ -87,20 +89,39 @@ uint8_t *memif_cffi_rx_state_data (memif_cffi_rx_state_t *state);
 uint64_t memif_cffi_sum_u32 (const uint32_t *values, uint32_t n);
 
 /*
- * memif_cffi_tx_copy for a batch whose packet lengths the caller wrote
- * itself: every lens[i] is checked against max_len first (MEMIF_ERR_INVAL_ARG,
- * nothing sent), so a wrong length can never make the copy read outside the
- * caller's slot. *bytes receives the payload bytes of the packets sent.
+ * Traffic counters of one queue, kept by the helpers below so that a burst
+ * needs no out parameter: packets and payload bytes moved, drops (rx: packets
+ * too long or cut; tx: packets refused because the ring was full), calls
+ * made (ops) and the count of the last call (last, also set on error).
  */
-int memif_cffi_tx_batch (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
-                         const uint32_t *offsets, const uint32_t *lens, uint16_t count,
-                         uint32_t max_len, uint16_t *sent, uint64_t *bytes);
+typedef struct
+{
+  uint64_t packets;
+  uint64_t bytes;
+  uint64_t drops;
+  uint64_t ops;
+  uint32_t last;
+} memif_cffi_qstats_t;
 
-/* memif_cffi_rx_copy, plus the payload bytes received in *bytes. */
-int memif_cffi_rx_batch (memif_conn_handle_t conn, uint16_t qid, uint8_t *data, uint32_t stride,
-                         uint32_t *lens, uint16_t max_packets, uint16_t *received,
-                         uint16_t headroom, memif_cffi_rx_state_t *state, uint32_t *dropped,
-                         uint64_t *bytes);
+/*
+ * memif_cffi_tx_copy for a batch whose packet lengths the caller wrote
+ * itself: every lens[i] is checked against max_len first (-MEMIF_ERR_INVAL_ARG,
+ * nothing sent), so a wrong length can never make the copy read outside the
+ * caller's slot. Returns the packets sent (>= 0) or -(error code);
+ * MEMIF_ERR_INT_WRITE (the peer's eventfd could not be written) is not an
+ * error: the packets are in the ring. *stats is updated either way.
+ */
+int memif_cffi_send_batch (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
+                           const uint32_t *offsets, const uint32_t *lens, uint16_t count,
+                           uint32_t max_len, memif_cffi_qstats_t *stats);
+
+/*
+ * memif_cffi_rx_copy returning the packets received (>= 0) or -(error code);
+ * on an error, stats->last still counts the packets copied before it.
+ */
+int memif_cffi_recv_batch (memif_conn_handle_t conn, uint16_t qid, uint8_t *data, uint32_t stride,
+                           uint32_t *lens, uint16_t max_packets, uint16_t headroom,
+                           memif_cffi_rx_state_t *state, memif_cffi_qstats_t *stats);
 
 /*
  * Zero-copy receive: one memif_rx_burst of up to max_bufs buffers into bufs

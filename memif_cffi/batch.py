@@ -158,9 +158,3 @@ class PacketBatch:
     def __repr__(self) -> str:
         return (f"PacketBatch(capacity={self.capacity}, slot_size={self.slot_size}, "
                 f"count={self._count})")
-
-    # ------------------------------------------------ for the queue classes
-
-    def _c_args(self) -> tuple[Any, Any, Any]:
-        """(data, offsets, lengths) cdata for the C helpers."""
-        return self._data, self._offsets, self._lens

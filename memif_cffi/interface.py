@@ -240,14 +240,15 @@ class Interface(Closable):
     @property
     def counters(self) -> InterfaceCounters:
         """Packets, bytes and drops of all queues (a snapshot; see QueueCounters)."""
-        st = self._state
+        rx = [q.stats for q in self._state.rxq]
+        tx = [q.stats for q in self._state.txq]
         return InterfaceCounters(
-            rx_packets=sum(q.packets for q in st.rxq),
-            rx_bytes=sum(q.bytes for q in st.rxq),
-            rx_drops=sum(q.drops for q in st.rxq),
-            tx_packets=sum(q.packets for q in st.txq),
-            tx_bytes=sum(q.bytes for q in st.txq),
-            tx_drops=sum(q.drops for q in st.txq),
+            rx_packets=sum(int(s.packets) for s in rx),
+            rx_bytes=sum(int(s.bytes) for s in rx),
+            rx_drops=sum(int(s.drops) for s in rx),
+            tx_packets=sum(int(s.packets) for s in tx),
+            tx_bytes=sum(int(s.bytes) for s in tx),
+            tx_drops=sum(int(s.drops) for s in tx),
         )
 
     # ------------------------------------------------------------ closing

@@ -24,7 +24,7 @@ from __future__ import annotations
 import operator
 import sys
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,9 @@ BytesLike = bytes | bytearray | memoryview
 
 _ERR_DISCONNECTED = int(lib.MEMIF_ERR_DISCONNECTED)
 _ERR_NOBUF_RING = int(lib.MEMIF_ERR_NOBUF_RING)
+# The batch helpers return a count or a negated error code (see _support.h).
+_send_batch: Callable[..., int] = lib.memif_cffi_send_batch
+_recv_batch: Callable[..., int] = lib.memif_cffi_recv_batch
 # Published, but the peer's interrupt eventfd could not be written: the packets
 # are in the ring (a polling peer gets them), so the send counts, not raises.
 _ERR_INT_WRITE = int(lib.MEMIF_ERR_INT_WRITE)
@@ -116,14 +119,15 @@ def _scan(q: QueueState, conn: Any, max_bufs: int, as_views: bool) -> _Burst:
     out16 = q.out16
     rc = lib.memif_cffi_rx_scan(conn, q.qid, q.bufs, max_bufs, out16, q.ptrs, q.lens, q.firsts,
                                 q.nsegs, out16 + 1, q.out8, q.out64, q.out32, state)
-    q.rx_ops += 1
+    stats = q.stats
+    stats.ops += 1
     nbufs = int(out16[0])
     n = int(out16[1])
     if rc != 0:
         raise error_for(rc, f"receiving on rx queue {q.qid}")
-    q.packets += n
-    q.bytes += int(q.out64[0])
-    q.drops += int(q.out32[0])
+    stats.packets += n
+    stats.bytes += q.out64[0]
+    stats.drops += q.out32[0]
     burst = _Burst([], nbufs)
     if n == 0:
         return burst
@@ -323,9 +327,10 @@ class RxViews(RxViewsBase):
                 if rc_tx == _ERR_INT_WRITE:
                     rc_tx = 0
                 n = int(sent[0])
-                txs.packets += n
-                txs.bytes += sum(int(bufs[k].len) for k in range(n))
-                txs.drops += len(chosen) - n
+                stats = txs.stats
+                stats.packets += n
+                stats.bytes += sum(int(bufs[k].len) for k in range(n))
+                stats.drops += len(chosen) - n
             finally:
                 txs.lock.release()
         if rc or rc_tx:
@@ -368,8 +373,9 @@ class _Queue:
     @property
     def counters(self) -> QueueCounters:
         """Packets, bytes and drops of this queue so far (a snapshot)."""
-        q = self._q
-        return QueueCounters(packets=q.packets, bytes=q.bytes, drops=q.drops)
+        stats = self._q.stats
+        return QueueCounters(packets=int(stats.packets), bytes=int(stats.bytes),
+                             drops=int(stats.drops))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._q.qid} of {self._intf!r}>"
@@ -406,26 +412,20 @@ class RxQueue(_Queue):
         back; ``batch.count`` is set to the result. Packets longer than
         ``batch.slot_size`` are dropped and counted in ``counters.drops``.
         """
-        if not isinstance(batch, PacketBatch):
+        if type(batch) is not PacketBatch and not isinstance(batch, PacketBatch):
             raise TypeError(f"recv_into() needs a PacketBatch, not {type(batch).__name__}")
-        data, _, lens = batch._c_args()
+        # The hot path: one lock, one C call, no out parameter (see _support.h).
         q = self._q
         conn = q.enter()
         try:
-            q.ensure_rx(0)
-            rc = lib.memif_cffi_rx_batch(conn, q.qid, data, batch.slot_size, lens, batch.capacity,
-                                         q.out16, q.iface.headroom, q.rx_state, q.out32,
-                                         q.out64)
-            n = int(q.out16[0])
-            q.rx_ops += 1
-            q.packets += n
-            q.bytes += int(q.out64[0])
-            q.drops += int(q.out32[0])
-            batch.count = n
+            n = _recv_batch(conn, q.qid, batch._data, batch.stride, batch._lens, batch.capacity,
+                            q.headroom, q.rx_state or q.new_rx_state(), q.stats)
         finally:
             q.lock.release()
-        if rc != 0:
-            raise error_for(rc, f"receiving on rx queue {q.qid}")
+        if n < 0:
+            batch._count = q.stats.last
+            raise error_for(-n, f"receiving on rx queue {q.qid}")
+        batch._count = n
         return n
 
     def views(self, max_packets: int = 256) -> RxViews:
@@ -507,16 +507,11 @@ class TxQueue(_Queue):
         conn = q.enter()
         try:
             q.one_len[0] = n
-            rc = lib.memif_cffi_tx_batch(conn, q.qid, data, q.one_off, q.one_len, 1, MAX_PACKET,
-                                         q.out16, q.out64)
-            sent = int(q.out16[0])
-            q.packets += sent
-            q.bytes += int(q.out64[0])
-            q.drops += 1 - sent
+            sent = _send_batch(conn, q.qid, data, q.one_off, q.one_len, 1, MAX_PACKET, q.stats)
         finally:
             q.lock.release()
-        if rc not in (0, _ERR_INT_WRITE):
-            raise error_for(rc, f"sending on tx queue {q.qid}")
+        if sent < 0:
+            raise error_for(-sent, f"sending on tx queue {q.qid}")
         return sent == 1
 
     def send_burst(self, frames: Iterable[BytesLike]) -> int:
@@ -556,34 +551,32 @@ class TxQueue(_Queue):
         sender retries with ``start += sent``. Lengths are checked against
         ``batch.slot_size`` in C before anything is sent.
         """
-        if not isinstance(batch, PacketBatch):
+        if type(batch) is not PacketBatch and not isinstance(batch, PacketBatch):
             raise TypeError(f"send_batch() needs a PacketBatch, not {type(batch).__name__}")
-        if count is None:
-            count = batch.count - start
-        if not 0 <= start <= batch.count or not 0 <= count <= batch.count - start:
-            raise ValueError(
-                f"start={start}, count={count} outside the {batch.count} packets of the batch"
-            )
+        total = batch._count
+        if start == 0 and count is None:
+            # The hot path: the whole batch.
+            count = total
+            offsets, lens = batch._offsets, batch._lens
+        else:
+            if count is None:
+                count = total - start
+            if not 0 <= start <= total or not 0 <= count <= total - start:
+                raise ValueError(
+                    f"start={start}, count={count} outside the {total} packets of the batch"
+                )
+            offsets, lens = batch._offsets + start, batch._lens + start
         if count == 0:
             return 0
-        data, offsets, lens = batch._c_args()
-        return self._send(data, offsets + start, lens + start, count, batch.slot_size)
+        return self._send(batch._data, offsets, lens, count, batch.slot_size)
 
     def _send(self, data: Any, offsets: Any, lens: Any, count: int, max_len: int) -> int:
         q = self._q
         conn = q.enter()
         try:
-            rc = lib.memif_cffi_tx_batch(conn, q.qid, data, offsets, lens, count, max_len,
-                                         q.out16, q.out64)
-            sent = int(q.out16[0])
-            q.packets += sent
-            q.bytes += int(q.out64[0])
-            if rc == _ERR_INT_WRITE:
-                rc = 0
-            if rc == 0:
-                q.drops += count - sent
+            sent = _send_batch(conn, q.qid, data, offsets, lens, count, max_len, q.stats)
         finally:
             q.lock.release()
-        if rc != 0:
-            raise error_for(rc, f"sending on tx queue {q.qid}")
+        if sent < 0:
+            raise error_for(-sent, f"sending on tx queue {q.qid}")
         return sent
