@@ -343,3 +343,37 @@ def test_headroom_leaves_room_in_front_of_received_packets(sock_path: str) -> No
         for bad in (-1, 2048):
             with pytest.raises(ValueError, match="headroom"):
                 ctx.interface(ctx.socket(sock_path), headroom=bad)
+
+
+def test_bulk_level_allocates_nothing_per_packet(pair: Pair) -> None:
+    """send_batch/recv_into of 256 packets allocate no more than of 8 (traced peak)."""
+    import tracemalloc
+
+    def peak_of(burst: int) -> int:
+        out = memif.PacketBatch(burst, 64)
+        out.fill(b"p" * 64)
+        into = memif.PacketBatch(burst, 2048)
+        tx, rx = pair.slave.tx[0], pair.master.rx[0]
+        for _ in range(3):  # warm up (first calls allocate the queues' scratch)
+            tx.send_batch(out)
+            drain_into(rx, into, burst)
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            assert tx.send_batch(out) == burst
+            drain_into(rx, into, burst)
+            return tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak_of(8), peak_of(256)
+    # Per-packet objects would cost tens of bytes each: 248 more packets, kilobytes more.
+    assert large < small + 512, (small, large)
+    assert large < 2048, large
+
+
+def drain_into(rx: memif.RxQueue, into: memif.PacketBatch, want: int) -> None:
+    got = 0
+    while got < want:
+        got += rx.recv_into(into)
