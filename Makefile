@@ -1,7 +1,9 @@
 # memif_cffi - common tasks. Everything runs inside .venv, created on demand.
 #
 #   make run     build, then run the loopback demo (python -m memif_cffi demo)
-#   make test    build, then pytest + ruff + mypy
+#   make test    build, then pytest + ruff + mypy + the C warning check (gcc and clang)
+#   make docs    the documentation site (mkdocs, strict) into build/docs-site
+#   make warnings  the C sources through gcc and clang, -Wall -Wextra -Werror, C11 and GNU11
 #   make lib     build/libmemif.so and build/libmemif.a for C programs
 #   make fuzz    libFuzzer targets (clang); FUZZ_SECONDS=N per target (default 60)
 #   make sanitize  the whole suite again, with the extension, build/libmemif.so and
@@ -27,7 +29,7 @@ CDEFS         := $(wildcard memif_cffi/_cdef/*.cdef)
 EXT_SUFFIX := $(shell $(PYTHON3) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 EXT        := memif_cffi/_libmemif$(EXT_SUFFIX)
 # Tools the Makefile installs into .venv; the stamp's name changes with the list.
-VENV_DEPS  := cffi setuptools pytest hypothesis ruff mypy
+VENV_DEPS  := cffi setuptools pytest hypothesis ruff mypy build scapy mkdocs "mkdocstrings[python]"
 VENV_STAMP := $(VENV)/.memif-deps-$(shell printf '%s' '$(VENV_DEPS)' | cksum | cut -d' ' -f1)
 
 # MEMIF_CFFI_CFLAGS (extra flags for the extension, e.g. sanitizers) is
@@ -41,7 +43,7 @@ LIB_EXTRA_CFLAGS ?=
 LIB_CFLAGS := -std=gnu11 -O2 -fPIC -fvisibility=hidden -Wall -Wextra -Werror -pthread -Ilibmemif-src/include -Ilibmemif-src/src $(LIB_EXTRA_CFLAGS)
 LIB_OBJS   := $(patsubst libmemif-src/src/%.c,build/obj/%.o,$(LIBMEMIF_SRCS))
 
-.PHONY: all run test suite lib clean venv ext fuzz sanitize coverage bench
+.PHONY: all run test suite lib clean venv ext fuzz sanitize coverage bench docs warnings
 
 all: ext
 
@@ -68,12 +70,15 @@ run: $(EXT)
 TEST_ENV ?=
 PYTEST   ?= -m pytest
 
-test: suite
-	$(PY) -m ruff check memif_cffi build_ffi.py tests examples bench
+test: suite warnings
+	$(PY) -m ruff check memif_cffi build_ffi.py tests examples bench docs
 	$(PY) -m mypy
 	MYPYPATH=tests/cli $(PY) -m mypy tests/cli
 	MYPYPATH=tests/examples:examples $(PY) -m mypy tests/examples examples
 	MYPYPATH=tests/hostile:tests $(PY) -m mypy tests/hostile
+	MYPYPATH=tests/contrib:tests/cli $(PY) -m mypy tests/contrib
+	MYPYPATH=tests/packaging:tests $(PY) -m mypy tests/packaging tests/test_docs_build.py
+	$(PY) -m mypy docs/mkdocs/hooks.py
 	$(PY) -m mypy bench
 
 # The pytest suite alone (make sanitize and make coverage run it in their trees).
@@ -81,6 +86,22 @@ suite: $(EXT) lib
 	$(TEST_ENV) $(PY) $(PYTEST) -q tests
 
 lib: build/libmemif.so build/libmemif.a
+
+# Every C source of the library and of the extension's helpers, through both
+# compilers in strict ISO C11 and in GNU C11, warnings as errors.
+WARN_CCS  ?= gcc clang
+WARN_SRCS := $(LIBMEMIF_SRCS) memif_cffi/_support.c memif_cffi/_system_libmemif.c
+warnings:
+	@for cc in $(WARN_CCS); do for std in c11 gnu11; do \
+	  echo "$$cc -std=$$std -Wall -Wextra -Werror -fsyntax-only (libmemif-src, memif_cffi helpers)"; \
+	  $$cc -std=$$std -Wall -Wextra -Werror -fsyntax-only -Ilibmemif-src/include -Ilibmemif-src/src \
+	    -Imemif_cffi -DMEMIF_CFFI_VERSION='"0"' $(WARN_SRCS) || exit 1; \
+	done; done
+
+# The documentation site: docs/mkdocs/mkdocs.yml, pages from docs/ and the
+# READMEs, API reference from the docstrings (mkdocstrings).
+docs: $(VENV_STAMP)
+	$(PY) -m mkdocs build --strict -f docs/mkdocs/mkdocs.yml
 
 build/obj/%.o: libmemif-src/src/%.c $(LIBMEMIF_HDRS)
 	@mkdir -p build/obj
@@ -124,9 +145,11 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-o
 SAN_TREE  := build/sanitize
 SAN_PRELOAD = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
 
-# copy_tree DIR: the working tree without build products, into DIR.
+# copy_tree DIR: the working tree without build products, into DIR (the
+# extension's type stub _libmemif.pyi is a source: the packaging tests want it).
 copy_tree = rm -rf $(1) && mkdir -p $(1) && \
-	tar --exclude=./.git --exclude=./.venv --exclude=./build --exclude='./memif_cffi/_libmemif*' \
+	tar --exclude=./.git --exclude=./.venv --exclude=./build \
+	    --exclude='./memif_cffi/_libmemif*.so' --exclude='./memif_cffi/_libmemif.c' \
 	    --exclude='*/__pycache__' -cf - . | tar -xf - -C $(1)
 
 sanitize: $(VENV_STAMP)

@@ -14,10 +14,22 @@ Used two ways:
 Extra compiler/linker flags (for example ``-fsanitize=address``) can be added
 with the environment variable ``MEMIF_CFFI_CFLAGS``; they are passed both to
 the compiler and to the linker.
+
+``MEMIF_CFFI_SYSTEM_LIBMEMIF=1`` builds against an installed libmemif 3.1
+instead of the bundled sources, to compare the two (differential testing): the
+module links with ``-lmemif``, compiles against the installed ``libmemif.h`` and
+``memif.h``, and keeps its own helpers (``_support.c``). Headers and library
+come from the compiler's default paths, or from the prefix named by
+``MEMIF_CFFI_SYSTEM_LIBMEMIF_PREFIX`` (``PREFIX/include`` or
+``PREFIX/include/libmemif``, ``PREFIX/lib``; the module then records that
+library directory as its run path). Such a module calls nothing outside the
+3.1 API: the four extensions of the bundled library that the package uses are
+supplied by ``memif_cffi/_system_libmemif.c`` (see its header for what differs).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shlex
@@ -48,6 +60,10 @@ CDEF_FILES = [
     "callbacks.cdef",
 ]
 
+# Build against an installed libmemif (see the module docstring).
+SYSTEM_ENV = "MEMIF_CFFI_SYSTEM_LIBMEMIF"
+PREFIX_ENV = "MEMIF_CFFI_SYSTEM_LIBMEMIF_PREFIX"
+
 BASE_CFLAGS = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror"]
 
 
@@ -75,13 +91,60 @@ def extra_flags() -> list[str]:
     return shlex.split(os.environ.get("MEMIF_CFFI_CFLAGS", ""))
 
 
+def system_libmemif() -> bool:
+    """True when ``MEMIF_CFFI_SYSTEM_LIBMEMIF`` asks for an installed libmemif."""
+    return os.environ.get(SYSTEM_ENV, "").strip() not in ("", "0")
+
+
+def system_dirs() -> tuple[list[str], list[str]]:
+    """Include and library directories of an installed libmemif (may be empty)."""
+    prefix = os.environ.get(PREFIX_ENV, "")
+    if not prefix:
+        # Compiler defaults, plus the include/libmemif layout some installs use.
+        includes = [d for d in ("/usr/local/include/libmemif", "/usr/include/libmemif")
+                    if os.path.isdir(d)]
+        return includes, []
+    includes = [d for d in (os.path.join(prefix, "include", "libmemif"),
+                            os.path.join(prefix, "include"))
+                if os.path.isfile(os.path.join(d, "libmemif.h"))]
+    if not includes:
+        raise RuntimeError(f"{PREFIX_ENV}={prefix}: no libmemif.h in PREFIX/include")
+    libdirs = [d for d in (os.path.join(prefix, "lib"), os.path.join(prefix, "lib64"))
+               if os.path.isdir(d)]
+    return includes, libdirs
+
+
 def make_ffi(root: str = "") -> FFI:
     """Build the FFI object; ``root`` prefixes every path ("" = current directory)."""
     builder = FFI()
     builder.cdef(read_cdef(root or "."))
     version = package_version(root or ".")
+    package_dir = os.path.join(root, "memif_cffi")
+    support_depends = [os.path.join(package_dir, "_support.h")]
+    if system_libmemif():
+        includes, libdirs = system_dirs()
+        builder.set_source(
+            MODULE_NAME,
+            '#include "_support.h"\n#include "_system_libmemif.h"\n',
+            sources=[
+                os.path.join(package_dir, "_support.c"),
+                os.path.join(package_dir, "_system_libmemif.c"),
+            ],
+            include_dirs=[*includes, package_dir],
+            library_dirs=libdirs,
+            runtime_library_dirs=libdirs,
+            libraries=["memif"],
+            define_macros=[
+                ("MEMIF_CFFI_VERSION", f'"{version}"'),
+                ("MEMIF_CFFI_SYSTEM_LIBMEMIF", "1"),
+            ],
+            extra_compile_args=BASE_CFLAGS + extra_flags(),
+            extra_link_args=["-pthread", *extra_flags()],
+            depends=[*support_depends, os.path.join(package_dir, "_system_libmemif.h")],
+        )
+        return builder
     sources = [os.path.join(root, "libmemif-src", "src", name) for name in LIBMEMIF_SOURCES]
-    sources.append(os.path.join(root, "memif_cffi", "_support.c"))
+    sources.append(os.path.join(package_dir, "_support.c"))
     builder.set_source(
         MODULE_NAME,
         '#include "_support.h"\n',
@@ -89,7 +152,7 @@ def make_ffi(root: str = "") -> FFI:
         include_dirs=[
             os.path.join(root, "libmemif-src", "include"),
             os.path.join(root, "libmemif-src", "src"),
-            os.path.join(root, "memif_cffi"),
+            package_dir,
         ],
         define_macros=[("MEMIF_CFFI_VERSION", f'"{version}"')],
         extra_compile_args=BASE_CFLAGS + extra_flags(),
@@ -98,7 +161,7 @@ def make_ffi(root: str = "") -> FFI:
             os.path.join(root, "libmemif-src", "include", "libmemif.h"),
             os.path.join(root, "libmemif-src", "include", "memif.h"),
             os.path.join(root, "libmemif-src", "src", "memif_private.h"),
-            os.path.join(root, "memif_cffi", "_support.h"),
+            *support_depends,
         ],
     )
     return builder
@@ -109,16 +172,27 @@ if __name__ != "__main__":
     ffi = make_ffi()
 
 
-def main() -> int:
-    """Compile in build/cffi and copy the module into the package directory."""
+def main(argv: list[str] | None = None) -> int:
+    """Compile the module and copy it into the package directory (or ``--out-dir``)."""
     root = os.path.dirname(os.path.abspath(__file__))
-    tmpdir = os.path.join(root, "build", "cffi")
-    os.makedirs(tmpdir, exist_ok=True)
-    built = make_ffi(root).compile(tmpdir=tmpdir, verbose="-v" in sys.argv)
-    target = os.path.join(root, "memif_cffi", os.path.basename(built))
+    parser = argparse.ArgumentParser(description="Build memif_cffi._libmemif in place.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the compiler commands")
+    parser.add_argument("--tmpdir", default=os.path.join(root, "build", "cffi"),
+                        help="where to compile (default: build/cffi)")
+    parser.add_argument("--out-dir", default=os.path.join(root, "memif_cffi"),
+                        help="where to put the module (default: the package directory)")
+    opts = parser.parse_args(argv)
+    os.makedirs(opts.tmpdir, exist_ok=True)
+    os.makedirs(opts.out_dir, exist_ok=True)
+    built = make_ffi(root).compile(tmpdir=opts.tmpdir, verbose=opts.verbose)
+    target = os.path.join(opts.out_dir, os.path.basename(built))
     shutil.copyfile(built, target + ".tmp")
     os.replace(target + ".tmp", target)
-    print(f"built {os.path.relpath(target, root)}")
+    shown = os.path.relpath(target)
+    if shown.startswith(os.pardir):
+        shown = target
+    kind = " against the installed libmemif" if system_libmemif() else ""
+    print(f"built {shown}{kind}")
     return 0
 
 
