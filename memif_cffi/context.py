@@ -255,9 +255,10 @@ class Context(Closable):
             name: ``interface_name``, at most 32 bytes.
             secret: at most 24 bytes; None for none. Must match the peer's.
             mode: :class:`Mode`; must match the peer's.
-            rx_queues, tx_queues: 1..255 (mapped onto ``num_s2m_rings`` /
-                ``num_m2s_rings`` by role; a master's counts are maxima, the
-                slave's are used).
+            rx_queues: receive queues, 1..255 (``num_m2s_rings`` for a
+                slave, ``num_s2m_rings`` for a master; a master's counts are
+                maxima, the slave's are used).
+            tx_queues: transmit queues, 1..255 (mapped the other way).
             ring_size: slots per ring, a power of two 2..16384 (``log2_ring_size``).
             buffer_size: bytes per buffer, 1..65535; larger packets are chained.
             headroom: slave only: bytes left free at the front of every
@@ -267,9 +268,13 @@ class Context(Closable):
                 :meth:`RxViews.forward <memif_cffi.queues.RxViews.forward>`).
                 The master's receive buffers are posted by the slave, so a
                 master takes 0 only.
-            on_connect, on_disconnect, on_interrupt: see :class:`Interface`.
-                ``on_interrupt`` also puts the rx eventfds in the context's
-                event loop; without it, use ``rx[q].fileno()`` or poll the queues.
+            on_connect: called with the interface once it is connected
+                (see :class:`Interface`).
+            on_disconnect: called with the interface when it disconnects.
+            on_interrupt: called with the interface and a queue number when
+                that rx queue is signalled; it also puts the rx eventfds in
+                the context's event loop. Without it, use ``rx[q].fileno()``
+                or poll the queues.
 
         The defaults are the C library's (one queue each way, 1024 slots of
         2048 bytes). Wrong arguments raise before any C call.
