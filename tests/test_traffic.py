@@ -3,7 +3,8 @@
 Bulk traffic goes through the C helpers memif_cffi_tx_copy / memif_cffi_rx_copy
 (one call per burst); the per-packet tests use memif_buffer_alloc /
 memif_tx_burst / memif_rx_burst / memif_refill_queue directly.
-References: libmemif-api §8.7, §11 (F1, F3, F4, F7, F9, F10, F11, X5, X10, X11);
+References: libmemif-api §8.7, §11 (F1, F3, F4, F7, F9, F10, F11, X10, X11; X5 is in
+tests/upstream/test_interrupts_polling.py);
 protocol spec §6, §7, §8.
 """
 
@@ -578,46 +579,6 @@ def test_rx_burst_nobuf_keeps_eventfd_readable(tmp_path: Path) -> None:
             assert refill(pair.master.conn, 0, n) == 0
         assert got == [bytes([i]) for i in range(10)]
         assert not fd_readable(efd)
-
-
-def test_no_lost_wakeup(tmp_path: Path) -> None:
-    """X5: a consumer that sleeps on the eventfd and takes one packet per wake-up."""
-    total = 300
-    with connected_pair(tmp_path) as pair:
-        efd = pair.master.queue_efd(0)
-        errors: list[BaseException] = []
-
-        def produce() -> None:
-            rng = random.Random(4)
-            try:
-                for i in range(total):
-                    while send_packets(pair.slave, 0, [i.to_bytes(4, "little")]) != 1:
-                        time.sleep(0.001)
-                    if rng.random() < 0.3:
-                        time.sleep(rng.random() * 0.002)
-            except BaseException as exc:
-                errors.append(exc)
-
-        producer = threading.Thread(target=produce)
-        producer.start()
-        got: list[int] = []
-        try:
-            while len(got) < total:
-                assert fd_readable(efd, 1.0), f"no wake-up with {len(got)}/{total} received"
-                rc, bufs, n = rx_burst(pair.master.conn, 0, 1)
-                assert rc in (0, NOBUF)
-                got += [int.from_bytes(ffi.buffer(bufs[i].data, 4)[:], "little")
-                        for i in range(n)]
-                assert refill(pair.master.conn, 0, n) == 0
-        finally:
-            producer.join(30)
-        assert not errors, errors
-        assert got == list(range(total))
-
-
-# --------------------------------------------------------------------------
-# Threads and hostile peers
-# --------------------------------------------------------------------------
 
 
 def test_one_thread_per_queue(tmp_path: Path) -> None:
