@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import math
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import IO, NoReturn, TypeAlias
 
+from memif_cffi import packets
 from memif_cffi._version import __version__
 from memif_cffi.context import Context
 from memif_cffi.enums import Mode, Role
@@ -165,19 +164,18 @@ def limited_text(limit: int, what: str) -> Callable[[str], str]:
 def ipv4(text: str) -> str:
     """The argument type of an IPv4 address; returns it as a dotted quad."""
     try:
-        return str(ipaddress.IPv4Address(text))
+        return packets.ip_str(packets.ip_bytes(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
 
 
-_MAC_RE = re.compile(r"^[0-9a-fA-F]{1,2}([:-][0-9a-fA-F]{1,2}){5}$")
-
-
 def mac(text: str) -> str:
     """The argument type of a MAC address; returns it as ``aa:bb:cc:dd:ee:ff``."""
-    if not _MAC_RE.match(text):
-        raise argparse.ArgumentTypeError(f"not a MAC address (aa:bb:cc:dd:ee:ff): {text!r}")
-    return ":".join(f"{int(part, 16):02x}" for part in re.split("[:-]", text))
+    try:
+        return packets.mac_str(packets.mac_bytes(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a MAC address (aa:bb:cc:dd:ee:ff): {text!r}") from None
 
 
 def socket_path(text: str) -> str:
