@@ -37,18 +37,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
-from types import FrameType, TracebackType
-from typing import Any
 
 from memif_cffi.cli import bench, capture, details, misc, ping, responder
 from memif_cffi.cli.common import (
     PROG,
     CliError,
     CliParser,
+    Interrupts,
     describe_error,
     print_error,
     version_text,
@@ -75,25 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-class _Signals:
-    """SIGTERM behaves like Ctrl+C while a command runs (results are still printed)."""
-
-    def __enter__(self) -> _Signals:
-        self._old: Any = None
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGTERM, _on_sigterm)
-        return self
-
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``memif`` command with ``argv`` (default ``sys.argv[1:]``); returns the status."""
     parser = build_parser()
@@ -108,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"{PROG} {opts.command}"
     func: Callable[[argparse.Namespace], int] = opts.func
     try:
-        with _Signals():
+        with Interrupts():
             return func(opts)
     except CliError as exc:
         print_error(prog, str(exc))

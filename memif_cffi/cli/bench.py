@@ -25,11 +25,13 @@ from typing import IO, Any
 
 from memif_cffi.batch import MAX_PACKET
 from memif_cffi.cli.common import (
+    POLL_STEP,
     CliError,
     Commands,
     Session,
     add_command,
     add_interface_options,
+    check_interrupt,
     float_type,
     int_type,
     queue_text,
@@ -207,10 +209,16 @@ class _PeerProcess:
 
     def expect(self, timeout: float) -> str:
         """The next line from the peer (CliError when it ends or stays silent)."""
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise CliError(f"the peer process did not answer within {timeout:g} s") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=min(POLL_STEP, max(deadline - time.monotonic(), 0)))
+                break
+            except queue.Empty:
+                check_interrupt()
+                if time.monotonic() >= deadline:
+                    raise CliError(
+                        f"the peer process did not answer within {timeout:g} s") from None
         if line is None:
             self.proc.wait(1.0)
             raise CliError(self.failure())

@@ -94,7 +94,7 @@ def cmd_capture(opts: argparse.Namespace) -> int:
                     if now >= end:
                         break
                     before = captured
-                    session.ctx.poll(min(POLL_STEP, end - now))
+                    session.poll(min(POLL_STEP, end - now))
                     if session.intf.connected and not done:
                         for rxq in session.intf.rx:
                             collect(session.intf, rxq.qid)

@@ -6,6 +6,8 @@
   :func:`limited_text`, :func:`ipv4`, :func:`mac`, :func:`socket_path`);
 * :func:`add_interface_options`, the options of every connecting subcommand,
   and :class:`Session`, the Context and interface made from them;
+* :class:`Interrupts`, which turns Ctrl+C and SIGTERM into a flag that the
+  command loops check between polls (:func:`check_interrupt`);
 * the output helpers (:func:`say`, :func:`print_error`) and the texts of
   status lines (:func:`queue_text`, :func:`link_down_reason`,
   :func:`describe_error`, :func:`version_text`).
@@ -17,11 +19,13 @@ import argparse
 import contextlib
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import IO, NoReturn, TypeAlias
+from types import FrameType, TracebackType
+from typing import IO, Any, NoReturn, TypeAlias
 
 from memif_cffi import packets
 from memif_cffi._version import __version__
@@ -41,9 +45,11 @@ __all__ = [
     "CliError",
     "CliParser",
     "Commands",
+    "Interrupts",
     "Session",
     "add_command",
     "add_interface_options",
+    "check_interrupt",
     "describe_error",
     "float_type",
     "int_type",
@@ -85,6 +91,55 @@ class CliError(Exception):
     def __init__(self, message: str, status: int = 1) -> None:
         super().__init__(message)
         self.status = status
+
+
+class Interrupts:
+    """Ctrl+C and SIGTERM while a command runs, raised where it is safe to stop.
+
+    Python raises ``KeyboardInterrupt`` at whatever bytecode runs when the
+    signal arrives; inside a lock-protected section (of this package, of the
+    interpreter's tracing tools) that leaves the lock held and the exit that
+    follows waits for it forever. So the first signal only sets a flag, and
+    :func:`check_interrupt`, called by the command loops after each poll
+    (at most :data:`POLL_STEP` apart), raises ``KeyboardInterrupt`` there. A
+    second signal raises at once, for a command that stopped checking.
+
+    Only the main thread can install signal handlers; elsewhere (``main()``
+    run from a worker thread) signals keep their present handling. A signal
+    ignored when the command starts (SIGINT in a background job) stays ignored.
+    """
+
+    requested = False
+
+    def __init__(self) -> None:
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> Interrupts:
+        Interrupts.requested = False
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._old[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+        Interrupts.requested = False
+
+    @staticmethod
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        if Interrupts.requested:
+            raise KeyboardInterrupt
+        Interrupts.requested = True
+
+
+def check_interrupt() -> None:
+    """Raise ``KeyboardInterrupt`` when Ctrl+C or SIGTERM arrived (see :class:`Interrupts`)."""
+    if Interrupts.requested:
+        raise KeyboardInterrupt
 
 
 class CliParser(argparse.ArgumentParser):
@@ -283,9 +338,14 @@ class Session:
                         reason = ("no slave connected" if self.role is Role.MASTER
                                   else "no answer from a master")
                     raise CliError(f"not connected to {self.path} after {timeout:g} s: {reason}")
-            self.ctx.poll(step)
+            self.poll(step)
             if check is not None:
                 check()
+
+    def poll(self, timeout: float) -> None:
+        """``Context.poll(timeout)``, then :func:`check_interrupt`."""
+        self.ctx.poll(timeout)
+        check_interrupt()
 
     def peer_text(self) -> str:
         """``peer IF (APP)`` for status lines."""

@@ -126,7 +126,7 @@ class _Pinger:
             remaining = until - time.monotonic()
             if remaining <= 0:
                 return
-            self.session.ctx.poll(min(POLL_STEP, remaining))
+            self.session.poll(min(POLL_STEP, remaining))
             self._sweep()
 
     def _process(self) -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from memif_cffi.batch import PacketBatch
-from memif_cffi.cli.common import IPV4_HEADER, Session
+from memif_cffi.cli.common import IPV4_HEADER, Session, check_interrupt
 from memif_cffi.enums import Mode, RxMode
 from memif_cffi.errors import DisconnectedError
 from memif_cffi.packets import checksum
@@ -159,6 +159,7 @@ class Pump:
                 if now >= next_control:
                     next_control = now + CONTROL_EVERY
                     ctx.poll(0)
+                    check_interrupt()
                     if not self.intf.connected:
                         reason = "peer disconnected"
                         break

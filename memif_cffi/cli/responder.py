@@ -82,7 +82,7 @@ def cmd_responder(opts: argparse.Namespace) -> int:
                 now = time.monotonic()
                 if now >= end:
                     break
-                session.ctx.poll(min(POLL_STEP, end - now))
+                session.poll(min(POLL_STEP, end - now))
         except KeyboardInterrupt:
             pass
         counters = session.intf.counters

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import signal
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from clihelp import ROOT, one_error_line, run_cli
 
 import memif_cffi
 from memif_cffi import cli
+from memif_cffi.cli import common
 
 CONNECTING = ["responder", "ping", "bench", "capture", "details"]
 ALL = [*CONNECTING, "demo", "version"]
@@ -208,3 +212,58 @@ def test_main_turns_exceptions_into_one_line_and_a_status(
         assert err == ""  # a closed pipe ends the command quietly
     else:
         assert err.count("\n") == 1 and err.startswith("memif version: error: ") and text in err
+
+
+def _deliver(sig: int) -> None:
+    """Send ``sig`` to this process and give Python the chance to run its handler."""
+    os.kill(os.getpid(), sig)
+    for _ in range(100):  # the handler runs between bytecodes, soon after the signal
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_first_signal_is_raised_where_the_command_checks(sig: int) -> None:
+    """Ctrl+C or SIGTERM only sets a flag: KeyboardInterrupt comes from check_interrupt().
+
+    Raised at an arbitrary bytecode, it could leave a lock held (ours, or a tracing
+    tool's) and the close that follows would wait for it forever.
+    """
+    before = signal.getsignal(sig)
+    with common.Interrupts():
+        _deliver(sig)  # nothing raised here
+        with pytest.raises(KeyboardInterrupt):
+            common.check_interrupt()
+        # A second signal does not wait for a check: a stuck command still stops.
+        with pytest.raises(KeyboardInterrupt):
+            _deliver(sig)
+    assert signal.getsignal(sig) is before
+    common.check_interrupt()  # a new command starts without the old request
+    with common.Interrupts():
+        common.check_interrupt()
+
+
+def test_ignored_signal_stays_ignored() -> None:
+    """A command started with SIGINT ignored (a background job) keeps ignoring it."""
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with common.Interrupts():
+            _deliver(signal.SIGINT)
+            common.check_interrupt()
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def test_session_poll_stops_on_the_flag(tmp_path: Path) -> None:
+    """A command loop blocked in Session.poll() stops at the next poll once the flag is set."""
+    opts = cli.build_parser().parse_args(
+        ["responder", "--socket", str(tmp_path / "s.sock"), "--role", "master"])
+    with common.Interrupts(), common.Session(opts, "responder") as session:
+        session.poll(0)
+        _deliver(signal.SIGINT)
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            for _ in range(100):
+                session.poll(common.POLL_STEP)
+        assert time.monotonic() - start < 1.0
+        assert not session.intf.closed  # the close is left to the command's own exit
