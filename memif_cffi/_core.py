@@ -22,6 +22,13 @@ thread on a busy queue gets :class:`QueueBusyError`. Before an interface's
 shared memory goes away (``on_disconnect``, close) every queue is *quiesced*:
 marked down, then its lock is taken once, which waits for a data-path call in
 progress in another thread, so no C call ever runs on unmapped memory.
+
+Ctrl+C: Python may raise ``KeyboardInterrupt`` right after a lock was taken,
+before the caller could note it. The queue lock is an RLock so that the
+clean-up can ask whether this thread holds it (``_is_owned``) and give it
+back; the poll bookkeeping uses a plain lock's with-statement, which has no
+Python frame for the exception to strike in. A leaked lock would make the
+next close wait forever.
 """
 
 from __future__ import annotations
@@ -181,8 +188,12 @@ class ContextState:
         self.cb = threading.local()
         # close requests made inside callbacks, run after the dispatch
         self.deferred: list[Callable[[], list[BaseException]]] = []
+        # threads blocked in poll(), counted under wait_lock; close() waits for
+        # them on cond. A plain lock's with-statement has no Python frame in
+        # which a KeyboardInterrupt could strike between acquire and release.
         self.waiters = 0
-        self.cond = threading.Condition()
+        self.wait_lock = threading.Lock()
+        self.cond = threading.Condition(self.wait_lock)
         self.selector = selector
         self.user_fd_update = on_fd_update
         self.external = selector is not None or on_fd_update is not None
@@ -301,16 +312,19 @@ class ContextState:
         fd = self.epoll_fd()
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        with self.cond:
-            if self.closing:
-                return 0
-            self.waiters += 1
+        counted = False
         try:
+            with self.wait_lock:
+                if self.closing:
+                    return 0
+                self.waiters += 1
+                counted = True
             ready = poller.poll(timeout_ms)  # waits with the GIL released
         finally:
-            with self.cond:
-                self.waiters -= 1
-                self.cond.notify_all()
+            if counted:
+                with self.wait_lock:
+                    self.waiters -= 1
+                    self.cond.notify_all()
         if not ready or self.closing or self.closed:
             run_deferred_cleanups()
             return 0
@@ -385,13 +399,13 @@ class ContextState:
                 self.closing = True
                 self.deferred.append(self.destroy)
             return
-        with self.cond:
+        with self.wait_lock:
             self.closing = True
         if not self.external:
             # Wake threads blocked in poll() so that none waits on a closed fd.
             lib.memif_per_thread_cancel_poll_event(self.pt[0])
             deadline = time.monotonic() + 5.0
-            with self.cond:
+            with self.wait_lock:
                 while self.waiters and time.monotonic() < deadline:
                     self.cond.wait(0.05)
         errors = self.destroy()
@@ -689,7 +703,9 @@ class QueueState:
         self.iface = iface
         self.qid = qid
         self.is_rx = is_rx
-        self.lock = threading.Lock()
+        # Re-entrant only for its ownership test (_is_owned): a data-path call
+        # never nests on one queue.
+        self.lock = threading.RLock()
         self.down = True
         #: the connection handle, cached at connect for the data path
         self.handle: Any = ffi.NULL
@@ -727,28 +743,43 @@ class QueueState:
         Raises before any C call when the interface is closed or down, or the
         queue is used by another thread. The caller releases ``self.lock``.
         """
-        if not self.lock.acquire(False):
-            self._raise_unusable()
-            raise QueueBusyError(f"{self.label} is in use by another thread")
-        if self.down or (self.is_rx and (self.views is not None or self.held is not None)):
-            try:
+        lock = self.lock
+        try:
+            if not lock.acquire(False):
+                self._raise_unusable()
+                raise QueueBusyError(f"{self.label} is in use by another thread")
+            if self.down or (self.is_rx and (self.views is not None or self.held is not None)):
                 self._check_views()
                 self._raise_unusable()
-            except BaseException:
-                self.lock.release()
-                raise
-        return self.handle
+            return self.handle
+        except BaseException:
+            self._release_if_owned()
+            raise
 
     def enter_control(self) -> Any:
         """Take the lock for a call that is valid while disconnected (rx mode, fd)."""
         if self.iface.closing or self.iface.closed:
             raise ClosedError(f"interface {self.iface.name!r} is closed")
-        if not self.lock.acquire(False):
-            raise QueueBusyError(f"{self.label} is in use by another thread")
-        if self.iface.closing or self.iface.closed:
+        try:
+            if not self.lock.acquire(False):
+                raise QueueBusyError(f"{self.label} is in use by another thread")
+            if self.iface.closing or self.iface.closed:
+                raise ClosedError(f"interface {self.iface.name!r} is closed")
+            return self.iface.conn[0]
+        except BaseException:
+            self._release_if_owned()
+            raise
+
+    def _release_if_owned(self) -> None:
+        """Undo a lock taken by this thread before an exception.
+
+        The exception may be a ``KeyboardInterrupt`` that Python raised right
+        after the acquire returned, before its result was looked at; the lock
+        knows whether this thread holds it, the result does not survive. A
+        leaked lock would make the close of the interface wait forever.
+        """
+        if self.lock._is_owned():  # type: ignore[attr-defined]
             self.lock.release()
-            raise ClosedError(f"interface {self.iface.name!r} is closed")
-        return self.iface.conn[0]
 
     def _raise_unusable(self) -> None:
         if self.iface.closing or self.iface.closed:
