@@ -146,6 +146,15 @@ memif_shm_master_add_region (memif_conn_t *c, uint16_t index, uint64_t size, int
       close (fd);
       return MEMIF_ERR_MAXREG;
     }
+  /* A file that can still shrink would make our next access to the mapping
+   * fault (SIGBUS). The protocol lets a slave leave its memory unsealed, but
+   * a memfd made with MFD_ALLOW_SEALING can be sealed by us as well: seals
+   * belong to the file, not to the descriptor. Seal first, then check the
+   * size, so the size checked is a size the file keeps. Files that refuse
+   * the seal (no MFD_ALLOW_SEALING, not a memfd) are still accepted. */
+  int seals = fcntl (fd, F_GET_SEALS);
+  if (seals >= 0 && !(seals & F_SEAL_SHRINK))
+    (void) fcntl (fd, F_ADD_SEALS, F_SEAL_SHRINK);
   struct stat st;
   *reason = "invalid region size";
   if (size == 0 || size > (uint64_t) SIZE_MAX || size > (uint64_t) INT64_MAX
