@@ -80,24 +80,6 @@ read_desc (const memif_desc_t *d)
   return local;
 }
 
-/* Ask for the descriptor lines of slots first .. first+n-1 ahead of use. A
- * side that will write the descriptors (both sides' tx, a slave's rx, which
- * refills them) asks for ownership at once: otherwise the read brings the
- * line in shared and the write that follows costs a second transfer from the
- * peer's core. Four 16-byte descriptors share a 64-byte line. */
-static inline void
-prefetch_descs (const memif_queue_t *q, uint16_t first, uint32_t n, int for_write)
-{
-  for (uint32_t i = 0; i < n; i += 4)
-    {
-      const memif_desc_t *d = &q->ring->desc[(uint16_t) (first + i) & q->mask];
-      if (for_write)
-        __builtin_prefetch (d, 1, 3);
-      else
-        __builtin_prefetch (d, 0, 3);
-    }
-}
-
 static inline int
 desc_in_region (const memif_conn_t *c, uint16_t region, uint32_t offset, uint32_t length)
 {
@@ -182,7 +164,6 @@ memif_buffer_alloc (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs
     return err;
 
   memif_ring_t *ring = q->ring;
-  prefetch_descs (q, (uint16_t) (q->own + q->alloc), free_slots < count ? free_slots : count, 1);
   uint32_t reserved = 0; /* slots of complete packets */
   uint16_t nbufs = 0;
   for (uint16_t pkt = 0; pkt < count; pkt++)
@@ -231,6 +212,8 @@ memif_buffer_alloc (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs
                   nbufs = first;
                   goto done;
                 }
+              d->region = 1;
+              d->offset = base;
               cap = c->buffer_size;
               data = (uint8_t *) c->regions[1].addr + base;
             }
@@ -243,9 +226,7 @@ memif_buffer_alloc (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs
           b->data = data;
           b->len = len;
           b->flags = remaining ? MEMIF_BUFFER_FLAG_NEXT : 0;
-          /* The descriptor itself is written by memif_tx_burst: the peer
-           * cannot look at it before then, and a write here would only add
-           * stores to a line the peer may still hold. */
+          d->flags = remaining ? MEMIF_DESC_FLAG_NEXT : 0;
         }
       while (remaining > 0);
       reserved += used;
@@ -351,7 +332,6 @@ memif_rx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
   uint16_t avail = (uint16_t) (q->peer_seen - q->last);
   uint16_t n = avail < count ? avail : count;
   memif_ring_t *ring = q->ring;
-  prefetch_descs (q, q->last, n, !c->is_master);
   uint16_t got = 0;
   for (; got < n; got++)
     {
