@@ -29,6 +29,7 @@ import os
 import signal
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -71,6 +72,9 @@ class Meter:
             return True
         return False
 
+    def stats_fields(self) -> dict[str, str]:
+        return {k: f"{v:.1f}" for k, v in self.stats.items()}
+
     def line(self, kind: str, size: int) -> str:
         """The result as ``key=value`` pairs (the window, or all packets when cut short)."""
         if self.start is None or self.end is None:
@@ -88,6 +92,7 @@ class Meter:
             "gbps": f"{pps * size * 8 / 1e9:.4f}", "packets": str(packets),
             "seconds": f"{sec:.6f}", "bursts": str(bursts),
             "pkts_per_burst": f"{packets / bursts:.2f}" if bursts else "0",
+            **self.stats_fields(),
         }
         return " ".join(f"{k}={v}" for k, v in fields.items())
 
@@ -147,6 +152,35 @@ def _rx_step(level: str, rxq: memif.RxQueue, burst: int) -> Callable[[], int]:
     return zero_copy
 
 
+def alloc_probe(step: Callable[[], int], bursts: int = 50, limit: float = 2.0) -> float | None:
+    """Traced Python allocation peak per packet of one burst, in bytes.
+
+    ``step`` is run untraced a few times (first calls allocate scratch), then
+    under ``tracemalloc`` until ``bursts`` non-empty bursts or ``limit``
+    seconds; the peak of traced memory above the start, divided by the
+    largest burst, is what one burst holds per packet. It runs before the
+    measured window (the meter starts with the first packet it counts).
+    None when no packet moved.
+    """
+    for _ in range(3):
+        step()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        largest = done = 0
+        end = time.perf_counter() + limit
+        while done < bursts and time.perf_counter() < end:
+            n = step()
+            if n:
+                done += 1
+                largest = max(largest, n)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    return max(peak, 0) / largest if largest else None
+
+
 def run_sync(args: argparse.Namespace, stop: Stop) -> str:
     role = memif.Role.MASTER if args.role == "master" else memif.Role.SLAVE
     meter = Meter(args.warmup, args.window)
@@ -159,6 +193,9 @@ def run_sync(args: argparse.Namespace, stop: Stop) -> str:
             step = _rx_step(args.level, intf.rx[0], args.burst)
         else:
             step = _tx_step(args.level, intf.tx[0], args.size, args.burst)
+        probed = alloc_probe(step)
+        if probed is not None:
+            meter.stats["alloc_peak_bpp"] = probed
         now = time.perf_counter()
         deadline = now + args.duration
         next_ctl = now + CTL_PERIOD

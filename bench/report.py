@@ -304,6 +304,28 @@ def _per(runs: list[dict[str, Any]], side: str, key: str, per: str) -> Stat | No
     return stat(vals)
 
 
+def py_alloc(res: Result, kind: str) -> Stat | None:
+    """Bytes per packet held by one burst of a Python level (the worker's probe)."""
+    side = "tx" if kind.endswith("-tx") else "rx"
+    vals = [float(r["extra"][side]["alloc_peak_bpp"])
+            for g in groups(res, "python", size=64) for r in g["runs"]
+            if r["kind"] == kind and r["value"] is not None
+            and "alloc_peak_bpp" in (r["extra"].get(side) or {})]
+    return stat(vals)
+
+
+def py_alloc_summary(res: Result) -> str:
+    parts = []
+    for kind, label in (("py-bulk-tx", "bulk send_batch"), ("py-bulk-rx", "bulk recv_into"),
+                        ("py-packet-tx", "per packet send_burst"),
+                        ("py-packet-rx", "per packet recv_burst"),
+                        ("py-views-rx", "zero copy views")):
+        s = py_alloc(res, kind)
+        if s is not None:
+            parts.append(f"{label} {fmt(s, 1)} B")
+    return "; ".join(parts) if parts else "n/a"
+
+
 def design_table(res: Result) -> list[str]:
     d = groups(res, "design")
     if not d:
@@ -345,8 +367,9 @@ def design_table(res: Result) -> list[str]:
          "plain ring publishing after every frame / once per burst",
          fmt(stat(ratios(g, "plainring/publish-per-frame", "plainring")), 2, TIMES)],
         ["no per-packet allocation in Python (bulk level)",
-         "TODO: not measured (Python has no cheap allocation counter; see the bulk vs "
-         "per-packet rates above)", "TODO"],
+         "traced Python allocation peak (tracemalloc) per packet of one burst, 50 bursts "
+         "before each 64 B window of the Python group (burst 32 and 256)",
+         py_alloc_summary(res)],
     ]
     return _table(["design choice", "measurement (64 B, burst 32, m2s)", "value"], rows)
 

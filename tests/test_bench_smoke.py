@@ -58,9 +58,17 @@ def test_every_kind_without_dpdk(build_dir: Path, tmp_path: Path) -> None:
     assert polled["extra"]["rx"]["packets"] > 0
     assert {"syscr", "syscw", "allocs"} <= set(polled["extra"]["tx"])
 
+    # Each synchronous Python worker probes its allocations before its window.
+    python = next(g for g in res["groups"] if g["name"] == "python")
+    for run in python["runs"]:
+        if run["kind"] in ("py-bulk-tx", "py-bulk-rx", "py-packet-tx", "py-packet-rx"):
+            side = run["kind"][-2:]
+            assert run["extra"][side]["alloc_peak_bpp"] >= 0, run
+
     written = report.write(res, tmp_path)
     text = (tmp_path / "benchmarks.md").read_text()
     assert "## Targets" in text and "smoke run" in text
+    assert "TODO" not in text.split("## Data-path design checks", 1)[1].split("## Plot")[0]
     assert tmp_path / "benchmarks.md" in written
     assert len(report.targets(res)) >= 5
 
