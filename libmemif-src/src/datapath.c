@@ -70,39 +70,74 @@ refresh_peer (memif_conn_t *c, memif_queue_t *q)
   return 0;
 }
 
-/* Copy a descriptor out of shared memory exactly once. */
+/* Copy a descriptor out of shared memory exactly once: each field is one
+ * volatile load, so the compiler can neither read it twice nor reload it
+ * later, and (unlike a full compiler barrier) private state stays in
+ * registers across the loop. The metadata word is not used. */
 static inline memif_desc_t
 read_desc (const memif_desc_t *d)
 {
-  memif_desc_t local;
-  memcpy (&local, (const void *) d, sizeof (local));
-  __asm__ volatile ("" ::: "memory");
-  return local;
+  const volatile memif_desc_t *v = d;
+  return (memif_desc_t){ .flags = v->flags, .region = v->region, .length = v->length,
+                         .offset = v->offset };
+}
+
+/* The regions of a connection, read once per call: a store into the
+ * caller's buffer array could otherwise force the compiler to reload them. */
+typedef struct
+{
+  const memif_region_t *r;
+  uint16_t n;
+} region_view_t;
+
+static inline region_view_t
+region_view (const memif_conn_t *c)
+{
+  return (region_view_t){ .r = c->regions, .n = c->n_regions };
 }
 
 static inline int
-desc_in_region (const memif_conn_t *c, uint16_t region, uint32_t offset, uint32_t length)
+desc_in_region (region_view_t rv, uint16_t region, uint32_t offset, uint32_t length)
 {
-  return region < c->n_regions && c->regions[region].addr != NULL
-         && (uint64_t) offset + length <= c->regions[region].size;
+  return region < rv.n && rv.r[region].addr != NULL
+         && (uint64_t) offset + length <= rv.r[region].size;
+}
+
+/* Slave: what a burst needs to find its own buffers again, read once per call. */
+typedef struct
+{
+  memif_conn_t *c;
+  uint32_t (*ext) (void *); /* the application's get_ext_offset, or NULL */
+  uint32_t b;               /* buffer size */
+  uint32_t mask;            /* b - 1 when b is a power of two, else 0 */
+  uint64_t limit;           /* size of the buffer region */
+} slave_bufs_t;
+
+static inline slave_bufs_t
+slave_bufs (memif_conn_t *c)
+{
+  uint32_t b = c->buffer_size;
+  return (slave_bufs_t){ .c = c, .ext = c->db->get_ext_offset, .b = b,
+                         .mask = (b & (b - 1)) == 0 ? b - 1 : 0,
+                         .limit = c->regions[1].size };
 }
 
 /* Slave: base offset of the buffer a descriptor points into, validated. */
 static inline int
-slave_buffer_base (memif_conn_t *c, const memif_desc_t *d, uint32_t *base)
+slave_buffer_base (const slave_bufs_t *sb, const memif_desc_t *d, uint32_t *base)
 {
-  uint32_t b = c->buffer_size;
   uint32_t off;
-  if (c->db->get_ext_offset)
-    off = c->db->get_ext_offset (c->private_ctx);
+  if (sb->ext)
+    off = sb->ext (sb->c->private_ctx);
   else
     {
-      off = read_desc (d).offset;
-      off -= off % b; /* modulo, not a mask: b need not be a power of two */
+      off = ((const volatile memif_desc_t *) d)->offset;
+      /* a mask when b is a power of two, else the modulo */
+      off = sb->mask ? off & ~sb->mask : off - off % sb->b;
     }
-  if ((uint64_t) off + b > c->regions[1].size)
+  if ((uint64_t) off + sb->b > sb->limit)
     {
-      memif_mark_broken (c, "invalid descriptor");
+      memif_mark_broken (sb->c, "invalid descriptor");
       return -1;
     }
   *base = off;
@@ -164,15 +199,28 @@ memif_buffer_alloc (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs
     return err;
 
   memif_ring_t *ring = q->ring;
+  const uint32_t mask = q->mask;
+  const uint32_t start = (uint16_t) (q->own + q->alloc); /* counter of the first free slot */
+  const int master = c->is_master;
+  const region_view_t rv = region_view (c);
+  memif_slot_t *slots = q->slots;
+  slave_bufs_t sb = { 0 };
+  uint8_t *own_buffers = NULL;
+  if (!master)
+    {
+      sb = slave_bufs (c);
+      own_buffers = c->regions[1].addr;
+    }
+  uint32_t used = 0;     /* slots taken, the current packet's chain included */
   uint32_t reserved = 0; /* slots of complete packets */
   uint16_t nbufs = 0;
   for (uint16_t pkt = 0; pkt < count; pkt++)
     {
-      uint32_t remaining = size, used = 0;
-      uint16_t first = nbufs;
-      do
+      uint32_t remaining = size;
+      const uint16_t first = nbufs;
+      for (;;)
         {
-          if (reserved + used == free_slots)
+          if (used == free_slots)
             {
               /* Roll back the partial chain: only whole packets are reserved. */
               memset (&bufs[first], 0, (size_t) (nbufs - first) * sizeof (*bufs));
@@ -180,15 +228,16 @@ memif_buffer_alloc (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs
               err = MEMIF_ERR_NOBUF_RING;
               goto done;
             }
-          uint16_t ctr = (uint16_t) (q->own + q->alloc + reserved + used);
-          memif_desc_t *d = &ring->desc[ctr & q->mask];
+          const uint32_t ctr = start + used;
+          const uint32_t idx = ctr & mask;
+          memif_desc_t *d = &ring->desc[idx];
           uint32_t cap;
           void *data;
-          if (c->is_master)
+          if (master)
             {
               memif_desc_t posted = read_desc (d);
               if (posted.length == 0
-                  || !desc_in_region (c, posted.region, posted.offset, posted.length))
+                  || !desc_in_region (rv, posted.region, posted.offset, posted.length))
                 {
                   memif_mark_broken (c, "invalid descriptor");
                   err = MEMIF_ERR_DISCONNECTED;
@@ -196,16 +245,16 @@ memif_buffer_alloc (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs
                   nbufs = first;
                   goto done;
                 }
-              q->slots[ctr & q->mask] = (memif_slot_t){ .offset = posted.offset,
-                                                        .capacity = posted.length,
-                                                        .region = posted.region };
+              slots[idx] = (memif_slot_t){ .offset = posted.offset,
+                                           .capacity = posted.length,
+                                           .region = posted.region };
               cap = posted.length;
-              data = (uint8_t *) c->regions[posted.region].addr + posted.offset;
+              data = (uint8_t *) rv.r[posted.region].addr + posted.offset;
             }
           else
             {
               uint32_t base;
-              if (slave_buffer_base (c, d, &base) < 0)
+              if (slave_buffer_base (&sb, d, &base) < 0)
                 {
                   err = MEMIF_ERR_DISCONNECTED;
                   memset (&bufs[first], 0, (size_t) (nbufs - first) * sizeof (*bufs));
@@ -214,22 +263,23 @@ memif_buffer_alloc (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs
                 }
               d->region = 1;
               d->offset = base;
-              cap = c->buffer_size;
-              data = (uint8_t *) c->regions[1].addr + base;
+              cap = sb.b;
+              data = own_buffers + base;
             }
-          uint32_t len = remaining < cap ? remaining : cap;
+          const uint32_t len = remaining < cap ? remaining : cap;
           remaining -= len;
           used++;
           memif_buffer_t *b = &bufs[nbufs++];
-          b->desc_index = ctr;
+          b->desc_index = (uint16_t) ctr;
           b->ring = q;
           b->data = data;
           b->len = len;
           b->flags = remaining ? MEMIF_BUFFER_FLAG_NEXT : 0;
           d->flags = remaining ? MEMIF_DESC_FLAG_NEXT : 0;
+          if (remaining == 0)
+            break;
         }
-      while (remaining > 0);
-      reserved += used;
+      reserved = used;
     }
 done:
   q->alloc = (uint16_t) (q->alloc + reserved);
@@ -253,21 +303,33 @@ memif_tx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
     return MEMIF_ERR_SUCCESS;
   uint16_t n = count < q->alloc ? count : q->alloc;
   memif_ring_t *ring = q->ring;
+  const uint32_t mask = q->mask;
+  const uint16_t own = q->own;
+  const int master = c->is_master;
+  const region_view_t rv = region_view (c);
+  const memif_slot_t *slots = q->slots;
+  slave_bufs_t sb = { 0 };
+  uintptr_t own_start = 0;
+  if (!master)
+    {
+      sb = slave_bufs (c);
+      own_start = (uintptr_t) c->regions[1].addr;
+    }
   uint16_t sent = 0;
   for (; sent < n; sent++)
     {
       const memif_buffer_t *b = &bufs[sent];
-      if (b->desc_index != (uint16_t) (q->own + sent))
+      if (b->desc_index != (uint16_t) (own + sent))
         {
           err = MEMIF_ERR_INVAL_ARG; /* buffers must come in slot order */
           break;
         }
-      uint32_t idx = b->desc_index & q->mask;
+      uint32_t idx = b->desc_index & mask;
       memif_desc_t *d = &ring->desc[idx];
-      if (c->is_master)
+      if (master)
         {
-          const memif_slot_t *s = &q->slots[idx];
-          if (b->data != (uint8_t *) c->regions[s->region].addr + s->offset
+          const memif_slot_t *s = &slots[idx];
+          if (b->data != (uint8_t *) rv.r[s->region].addr + s->offset
               || b->len > s->capacity)
             {
               err = MEMIF_ERR_INVAL_ARG;
@@ -277,16 +339,15 @@ memif_tx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
       else
         {
           /* The application may have moved data inside its buffer. */
-          const memif_region_t *r = &c->regions[1];
-          uintptr_t start = (uintptr_t) r->addr, p = (uintptr_t) b->data;
-          if (p < start || p - start >= r->size)
+          uintptr_t p = (uintptr_t) b->data;
+          if (p < own_start || p - own_start >= sb.limit)
             {
               err = MEMIF_ERR_INVAL_ARG;
               break;
             }
-          uint32_t off = (uint32_t) (p - start);
-          uint32_t in_buf = off % c->buffer_size;
-          if ((uint64_t) in_buf + b->len > c->buffer_size)
+          uint32_t off = (uint32_t) (p - own_start);
+          uint32_t in_buf = sb.mask ? off & sb.mask : off % sb.b;
+          if ((uint64_t) in_buf + b->len > sb.b)
             {
               err = MEMIF_ERR_INVAL_ARG;
               break;
@@ -332,13 +393,16 @@ memif_rx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
   uint16_t avail = (uint16_t) (q->peer_seen - q->last);
   uint16_t n = avail < count ? avail : count;
   memif_ring_t *ring = q->ring;
+  const uint32_t mask = q->mask;
+  const uint16_t last = q->last;
+  const region_view_t rv = region_view (c);
   uint16_t got = 0;
   for (; got < n; got++)
     {
-      uint16_t ctr = (uint16_t) (q->last + got);
-      memif_desc_t *sd = &ring->desc[ctr & q->mask];
+      uint16_t ctr = (uint16_t) (last + got);
+      memif_desc_t *sd = &ring->desc[ctr & mask];
       memif_desc_t d = read_desc (sd);
-      if (!desc_in_region (c, d.region, d.offset, d.length))
+      if (!desc_in_region (rv, d.region, d.offset, d.length))
         {
           memif_mark_broken (c, "invalid descriptor");
           break;
@@ -346,7 +410,7 @@ memif_rx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
       memif_buffer_t *b = &bufs[got];
       b->desc_index = ctr;
       b->ring = q;
-      b->data = (uint8_t *) c->regions[d.region].addr + d.offset;
+      b->data = (uint8_t *) rv.r[d.region].addr + d.offset;
       b->len = d.length;
       b->flags = MEMIF_BUFFER_FLAG_RX;
       if (d.flags & MEMIF_DESC_FLAG_NEXT)
@@ -355,7 +419,7 @@ memif_rx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
           sd->flags = (uint16_t) (d.flags & ~MEMIF_DESC_FLAG_NEXT);
         }
     }
-  q->last = (uint16_t) (q->last + got);
+  q->last = (uint16_t) (last + got);
   *rx = got;
   if (got < n)
     return MEMIF_ERR_DISCONNECTED;
@@ -395,11 +459,14 @@ memif_refill_queue (memif_conn_handle_t conn, uint16_t qid, uint16_t count, uint
   uint32_t can = q->size - (uint16_t) (q->own - q->last);
   uint32_t k = count < can ? count : can;
   memif_ring_t *ring = q->ring;
+  const uint32_t mask = q->mask;
+  const uint16_t own = q->own;
+  const slave_bufs_t sb = slave_bufs (c);
   for (uint32_t i = 0; i < k; i++)
     {
-      memif_desc_t *d = &ring->desc[(uint16_t) (q->own + i) & q->mask];
+      memif_desc_t *d = &ring->desc[(uint16_t) (own + i) & mask];
       uint32_t base;
-      if (slave_buffer_base (c, d, &base) < 0)
+      if (slave_buffer_base (&sb, d, &base) < 0)
         {
           k = i;
           err = MEMIF_ERR_DISCONNECTED;
@@ -410,7 +477,7 @@ memif_refill_queue (memif_conn_handle_t conn, uint16_t qid, uint16_t count, uint
       d->length = b - headroom;
       d->flags = 0;
     }
-  q->own = (uint16_t) (q->own + k);
+  q->own = (uint16_t) (own + k);
   store_own (c, q);
   return err;
 }
@@ -431,6 +498,7 @@ memif_buffer_enq_tx (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *buf
   if ((err = tx_free (c, q, &free_slots)) != MEMIF_ERR_SUCCESS)
     return err;
   const memif_region_t *r = &c->regions[1];
+  const slave_bufs_t sb = slave_bufs (c);
   memif_queue_t *rxq = memif_conn_rxq (c);
   uint16_t done = 0;
   for (; done < count; done++)
@@ -453,7 +521,7 @@ memif_buffer_enq_tx (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *buf
       memif_desc_t *td = &q->ring->desc[ctr & q->mask];
       memif_desc_t *rd = &from->ring->desc[b->desc_index & from->mask];
       uint32_t tx_base;
-      if (slave_buffer_base (c, td, &tx_base) < 0)
+      if (slave_buffer_base (&sb, td, &tx_base) < 0)
         {
           err = MEMIF_ERR_DISCONNECTED;
           break;
