@@ -592,6 +592,7 @@ class IfaceState:
             self.regions = regions
         for q in self.rxq + self.txq:
             q.handle = conn
+            q.cq.conn = conn
         for q in self.rxq[: self.n_rx]:
             with q.lock:
                 q.reset_rx()
@@ -710,8 +711,12 @@ class QueueState:
         #: the connection handle, cached at connect for the data path
         self.handle: Any = ffi.NULL
         self.headroom = iface.headroom
-        #: packets, bytes, drops and calls, counted by the C helpers
-        self.stats: Any = ffi.new("memif_cffi_qstats_t *")
+        #: what the bulk helpers need of the queue, in one struct (see _support.h)
+        self.cq: Any = ffi.new("memif_cffi_queue_t *")
+        self.cq.qid = qid
+        self.cq.headroom = iface.headroom
+        #: packets, bytes, drops and calls, counted by the C helpers (inside cq)
+        self.stats: Any = ffi.addressof(self.cq[0], "stats")
         self.mode = RxMode.INTERRUPT
         self.views: RxViewsBase | None = None  # open views() block
         self.held: RxViewsBase | None = None  # views kept alive past their block
@@ -836,6 +841,7 @@ class QueueState:
         """The chain-reassembly state, allocated on first use."""
         if self.rx_state is None:
             self.rx_state = ffi.new("memif_cffi_rx_state_t *")
+            self.cq.state = self.rx_state
         return self.rx_state
 
     def ensure_rx(self, count: int) -> None:

@@ -133,26 +133,31 @@ fill_chains (memif_buffer_t *bufs, uint32_t nbufs, const uint8_t *src_base,
  * them, and publish them all with a single memif_tx_burst: one counter store
  * and at most one eventfd write per burst, whatever the mix of sizes.
  */
-int
-memif_cffi_tx_copy (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
-                    const uint32_t *offsets, const uint32_t *lens, uint16_t count,
-                    uint16_t *sent)
+/*
+ * Copy packet i of the burst into bufs[i], when every buffer holds a whole
+ * packet: memif_buffer_alloc sized each one to its packet, so this is just the
+ * copies (the bound by both lengths costs nothing and keeps it safe alone).
+ */
+static void
+fill_singles (memif_buffer_t *bufs, uint32_t n, const uint8_t *src_base, const uint32_t *offsets,
+              const uint32_t *lens)
 {
-  memif_buffer_t *bufs;
+  for (uint32_t i = 0; i < n; i++)
+    {
+      uint32_t len = bufs[i].len < lens[i] ? bufs[i].len : lens[i];
+      memcpy (bufs[i].data, src_base + offsets[i], len);
+      bufs[i].len = len;
+    }
+}
+
+/* memif_cffi_tx_copy once every lens[i] is known to be at most MEMIF_CFFI_MAX_PACKET. */
+static int
+tx_copy_checked (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
+                 const uint32_t *offsets, const uint32_t *lens, uint16_t count, uint16_t *sent)
+{
+  memif_buffer_t *bufs = tx_scratch ();
   uint32_t done = 0;
 
-  if (sent == NULL)
-    return MEMIF_ERR_INVAL_ARG;
-  *sent = 0;
-  if (count == 0)
-    return MEMIF_ERR_SUCCESS;
-  if (data == NULL || offsets == NULL || lens == NULL)
-    return MEMIF_ERR_INVAL_ARG;
-  for (uint32_t i = 0; i < count; i++)
-    if (lens[i] > MEMIF_CFFI_MAX_PACKET)
-      return MEMIF_ERR_INVAL_ARG;
-
-  bufs = tx_scratch ();
   if (bufs == NULL)
     return MEMIF_ERR_NOMEM;
 
@@ -160,6 +165,7 @@ memif_cffi_tx_copy (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
     {
       uint32_t nbufs = 0, reserved = 0;
       int rc = MEMIF_ERR_SUCCESS, full = 0;
+      int single = 1; /* every buffer so far is a whole packet: no chain */
       uint16_t tx = 0, pkts;
 
       while (done + reserved < count)
@@ -169,13 +175,20 @@ memif_cffi_tx_copy (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
           uint32_t len = lens[done + reserved];
           uint32_t room = (TX_SCRATCH - nbufs) / (len > 0 ? len : 1);
           uint32_t k = 0;
-          uint16_t got = 0;
+          uint16_t got = 0, whole;
           while (done + reserved + k < count && k < room && lens[done + reserved + k] == len)
             k++;
           if (k == 0)
             break; /* scratch full: publish what we have */
           rc = memif_buffer_alloc (conn, qid, bufs + nbufs, (uint16_t) k, &got, (uint16_t) len);
-          uint16_t whole = count_packets (bufs + nbufs, got);
+          /* k packets in k buffers, all reserved: one buffer each. */
+          if (rc == MEMIF_ERR_SUCCESS && got == k)
+            whole = got;
+          else
+            {
+              whole = count_packets (bufs + nbufs, got);
+              single = single && whole == got;
+            }
           nbufs += got;
           reserved += whole;
           if (rc != MEMIF_ERR_SUCCESS || whole < k)
@@ -187,9 +200,12 @@ memif_cffi_tx_copy (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
       if (nbufs == 0)
         return rc == MEMIF_ERR_NOBUF_RING ? MEMIF_ERR_SUCCESS : rc;
 
-      fill_chains (bufs, nbufs, data, offsets + done, lens + done);
+      if (single)
+        fill_singles (bufs, nbufs, data, offsets + done, lens + done);
+      else
+        fill_chains (bufs, nbufs, data, offsets + done, lens + done);
       int trc = memif_tx_burst (conn, qid, bufs, (uint16_t) nbufs, &tx);
-      pkts = count_packets (bufs, tx);
+      pkts = single ? tx : count_packets (bufs, tx);
       *sent = (uint16_t) (*sent + pkts);
       done += pkts;
       if (trc != MEMIF_ERR_SUCCESS)
@@ -198,6 +214,24 @@ memif_cffi_tx_copy (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
         return rc == MEMIF_ERR_NOBUF_RING ? MEMIF_ERR_SUCCESS : rc;
     }
   return MEMIF_ERR_SUCCESS;
+}
+
+int
+memif_cffi_tx_copy (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
+                    const uint32_t *offsets, const uint32_t *lens, uint16_t count,
+                    uint16_t *sent)
+{
+  if (sent == NULL)
+    return MEMIF_ERR_INVAL_ARG;
+  *sent = 0;
+  if (count == 0)
+    return MEMIF_ERR_SUCCESS;
+  if (data == NULL || offsets == NULL || lens == NULL)
+    return MEMIF_ERR_INVAL_ARG;
+  for (uint32_t i = 0; i < count; i++)
+    if (lens[i] > MEMIF_CFFI_MAX_PACKET)
+      return MEMIF_ERR_INVAL_ARG;
+  return tx_copy_checked (conn, qid, data, offsets, lens, count, sent);
 }
 
 /* ------------------------------------------------------------------- rx */
@@ -359,14 +393,24 @@ memif_cffi_send_batch (memif_conn_handle_t conn, uint16_t qid, const uint8_t *da
   if (stats == NULL || (count > 0 && lens == NULL))
     return -MEMIF_ERR_INVAL_ARG;
   stats->last = 0;
+  if (max_len > MEMIF_CFFI_MAX_PACKET)
+    max_len = MEMIF_CFFI_MAX_PACKET;
+  uint64_t total = 0;
   for (uint32_t i = 0; i < count; i++)
-    if (lens[i] > max_len)
-      return -MEMIF_ERR_INVAL_ARG;
-  rc = memif_cffi_tx_copy (conn, qid, data, offsets, lens, count, &sent);
+    {
+      if (lens[i] > max_len)
+        return -MEMIF_ERR_INVAL_ARG;
+      total += lens[i];
+    }
+  /* The lengths are checked: skip memif_cffi_tx_copy's own pass over them. */
+  if (count > 0 && data != NULL && offsets != NULL)
+    rc = tx_copy_checked (conn, qid, data, offsets, lens, count, &sent);
+  else
+    rc = memif_cffi_tx_copy (conn, qid, data, offsets, lens, count, &sent);
   stats->ops++;
   stats->last = sent;
   stats->packets += sent;
-  stats->bytes += memif_cffi_sum_u32 (lens, sent);
+  stats->bytes += sent == count ? total : memif_cffi_sum_u32 (lens, sent);
   /* The packets are in the ring even when the peer's eventfd could not be
    * written: a polling peer gets them, so that counts as sent. */
   if (rc == MEMIF_ERR_INT_WRITE)
@@ -397,6 +441,26 @@ memif_cffi_recv_batch (memif_conn_handle_t conn, uint16_t qid, uint8_t *data, ui
   if (lens != NULL)
     stats->bytes += memif_cffi_sum_u32 (lens, received);
   return rc != MEMIF_ERR_SUCCESS ? -rc : received;
+}
+
+int
+memif_cffi_queue_send (memif_cffi_queue_t *q, const memif_cffi_batch_t *b, uint32_t start,
+                       uint32_t count)
+{
+  if (q == NULL || b == NULL || b->data == NULL || b->offsets == NULL || b->lens == NULL
+      || count > UINT16_MAX || start > b->capacity || count > b->capacity - start)
+    return -MEMIF_ERR_INVAL_ARG;
+  return memif_cffi_send_batch (q->conn, q->qid, b->data, b->offsets + start, b->lens + start,
+                                (uint16_t) count, b->slot_size, &q->stats);
+}
+
+int
+memif_cffi_queue_recv (memif_cffi_queue_t *q, const memif_cffi_batch_t *b)
+{
+  if (q == NULL || b == NULL || q->state == NULL || b->capacity > UINT16_MAX)
+    return -MEMIF_ERR_INVAL_ARG;
+  return memif_cffi_recv_batch (q->conn, q->qid, b->data, b->stride, b->lens,
+                                (uint16_t) b->capacity, q->headroom, q->state, &q->stats);
 }
 
 /* Append bufs[first..end) to the pending chain of state (bounded). */

@@ -124,6 +124,49 @@ int memif_cffi_recv_batch (memif_conn_handle_t conn, uint16_t qid, uint8_t *data
                            memif_cffi_rx_state_t *state, memif_cffi_qstats_t *stats);
 
 /*
+ * The bulk calls of the Python API (TxQueue.send_batch, RxQueue.recv_into)
+ * with their arguments gathered in two structs that live as long as the queue
+ * and the batch, so that one burst costs a two- or four-argument call: each
+ * argument cffi converts costs about as much as copying a 64-byte packet.
+ *
+ * A queue: the connection, the queue id, the receive headroom and the
+ * chain-reassembly state (rx; set before the first receive), and its counters.
+ */
+typedef struct
+{
+  memif_conn_handle_t conn;
+  memif_cffi_rx_state_t *state;
+  memif_cffi_qstats_t stats;
+  uint16_t qid;
+  uint16_t headroom;
+} memif_cffi_queue_t;
+
+/*
+ * A PacketBatch: capacity slots of stride bytes in data, packet i at
+ * data + offsets[i] (= i * stride) and lens[i] bytes long; slot_size is the
+ * longest packet a slot holds.
+ */
+typedef struct
+{
+  uint8_t *data;
+  uint32_t *offsets;
+  uint32_t *lens;
+  uint32_t stride;
+  uint32_t slot_size;
+  uint32_t capacity;
+} memif_cffi_batch_t;
+
+/*
+ * memif_cffi_send_batch of packets start .. start+count-1 of batch b on
+ * queue q (count at most 65535, start + count at most b->capacity).
+ */
+int memif_cffi_queue_send (memif_cffi_queue_t *q, const memif_cffi_batch_t *b, uint32_t start,
+                           uint32_t count);
+
+/* memif_cffi_recv_batch of up to b->capacity packets into batch b from queue q. */
+int memif_cffi_queue_recv (memif_cffi_queue_t *q, const memif_cffi_batch_t *b);
+
+/*
  * Zero-copy receive: one memif_rx_burst of up to max_bufs buffers into bufs
  * (*nbufs of them), then the packet boundaries, without copying payload.
  *

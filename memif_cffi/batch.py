@@ -37,7 +37,7 @@ class PacketBatch:
     iteration give writable memoryviews of those packets.
     """
 
-    __slots__ = ("_buf", "_count", "_data", "_lens", "_lens_view", "_offsets", "_view",
+    __slots__ = ("_buf", "_c", "_count", "_data", "_lens", "_lens_view", "_offsets", "_view",
                  "capacity", "slot_size", "stride")
 
     def __init__(self, capacity: int = 256, slot_size: int = 2048) -> None:
@@ -57,6 +57,10 @@ class PacketBatch:
         self._view = memoryview(self._buf)
         self._lens_view = memoryview(ffi.buffer(self._lens)).cast("B").cast("I")
         self._count = 0
+        #: the same storage as one C struct: what a bulk call passes (see _support.h)
+        self._c: Any = ffi.new("memif_cffi_batch_t *", {
+            "data": self._data, "offsets": self._offsets, "lens": self._lens,
+            "stride": self.stride, "slot_size": slot_size, "capacity": capacity})
 
     # ------------------------------------------------------------ buffers
 

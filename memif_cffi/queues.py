@@ -52,7 +52,8 @@ _ERR_DISCONNECTED = int(lib.MEMIF_ERR_DISCONNECTED)
 _ERR_NOBUF_RING = int(lib.MEMIF_ERR_NOBUF_RING)
 # The batch helpers return a count or a negated error code (see _support.h).
 _send_batch: Callable[..., int] = lib.memif_cffi_send_batch
-_recv_batch: Callable[..., int] = lib.memif_cffi_recv_batch
+_queue_send: Callable[..., int] = lib.memif_cffi_queue_send
+_queue_recv: Callable[..., int] = lib.memif_cffi_queue_recv
 # Published, but the peer's interrupt eventfd could not be written: the packets
 # are in the ring (a polling peer gets them), so the send counts, not raises.
 _ERR_INT_WRITE = int(lib.MEMIF_ERR_INT_WRITE)
@@ -414,12 +415,13 @@ class RxQueue(_Queue):
         """
         if type(batch) is not PacketBatch and not isinstance(batch, PacketBatch):
             raise TypeError(f"recv_into() needs a PacketBatch, not {type(batch).__name__}")
-        # The hot path: one lock, one C call, no out parameter (see _support.h).
+        # The hot path: one lock, one two-argument C call (see _support.h).
         q = self._q
-        conn = q.enter()
+        if q.rx_state is None:
+            q.new_rx_state()
+        q.enter()
         try:
-            n = _recv_batch(conn, q.qid, batch._data, batch.stride, batch._lens, batch.capacity,
-                            q.headroom, q.rx_state or q.new_rx_state(), q.stats)
+            n = _queue_recv(q.cq, batch._c)
         finally:
             q.lock.release()
         if n < 0:
@@ -555,9 +557,7 @@ class TxQueue(_Queue):
             raise TypeError(f"send_batch() needs a PacketBatch, not {type(batch).__name__}")
         total = batch._count
         if start == 0 and count is None:
-            # The hot path: the whole batch.
-            count = total
-            offsets, lens = batch._offsets, batch._lens
+            count = total  # the hot path: the whole batch
         else:
             if count is None:
                 count = total - start
@@ -565,10 +565,18 @@ class TxQueue(_Queue):
                 raise ValueError(
                     f"start={start}, count={count} outside the {total} packets of the batch"
                 )
-            offsets, lens = batch._offsets + start, batch._lens + start
         if count == 0:
             return 0
-        return self._send(batch._data, offsets, lens, count, batch.slot_size)
+        # One lock, one four-argument C call (see _support.h).
+        q = self._q
+        q.enter()
+        try:
+            sent = _queue_send(q.cq, batch._c, start, count)
+        finally:
+            q.lock.release()
+        if sent < 0:
+            raise error_for(-sent, f"sending on tx queue {q.qid}")
+        return sent
 
     def _send(self, data: Any, offsets: Any, lens: Any, count: int, max_len: int) -> int:
         q = self._q

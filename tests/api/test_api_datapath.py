@@ -203,6 +203,54 @@ def test_writable_views_and_in_place_reply(pair: Pair) -> None:
     assert drain(pair.slave.rx[0], 1) == [b"pong...."]
 
 
+def test_batch_struct_bounds_hold_when_attributes_are_changed(pair: Pair) -> None:
+    """The C calls use the geometry a batch was created with, not its public attributes."""
+    out = memif.PacketBatch(4, 64)
+    out.fill(b"x" * 64)
+    out.capacity = 1000  # the storage is still 4 slots
+    out.count = 1000
+    with pytest.raises(ValueError):
+        pair.slave.tx[0].send_batch(out)
+    out.count = 4
+    out.slot_size = 2048  # a length above the real slot is still refused
+    out.set_length(0, 1000)
+    with pytest.raises(ValueError):
+        pair.slave.tx[0].send_batch(out)
+    out.set_length(0, 64)
+    assert pair.slave.tx[0].send_batch(out) == 4
+    into = memif.PacketBatch(2, 2048)
+    into.capacity = 1000
+    got = 0
+    for _ in range(200):
+        n = pair.master.rx[0].recv_into(into)
+        assert n <= 2
+        got += n
+        if got == 4:
+            break
+        pair.poll()
+    assert got == 4
+
+
+def test_bulk_helpers_check_their_structs() -> None:
+    """memif_cffi_queue_send/recv refuse NULLs and ranges outside the batch before any I/O."""
+    from memif_cffi.lowlevel import ffi, lib
+
+    inval = -lib.MEMIF_ERR_INVAL_ARG
+    q = ffi.new("memif_cffi_queue_t *")
+    b = memif.PacketBatch(4, 64)
+    cb = b._c
+    assert lib.memif_cffi_queue_send(ffi.NULL, cb, 0, 1) == inval
+    assert lib.memif_cffi_queue_send(q, ffi.NULL, 0, 1) == inval
+    assert lib.memif_cffi_queue_send(q, cb, 0, 5) == inval
+    assert lib.memif_cffi_queue_send(q, cb, 3, 2) == inval
+    assert lib.memif_cffi_queue_send(q, cb, 5, 0) == inval
+    assert lib.memif_cffi_queue_send(q, cb, 0, 70000) == inval
+    assert lib.memif_cffi_queue_recv(ffi.NULL, cb) == inval
+    assert lib.memif_cffi_queue_recv(q, ffi.NULL) == inval
+    assert lib.memif_cffi_queue_recv(q, cb) == inval  # no rx state yet
+    assert q.stats.packets == 0 and q.stats.ops == 0
+
+
 def test_empty_queue_and_arguments(pair: Pair) -> None:
     rxq = pair.master.rx[0]
     assert rxq.recv_burst() == []
