@@ -312,7 +312,7 @@ memif_init (memif_control_fd_update_t *on_control_fd_update, char *app_name,
       db_destroy (global_db);
       global_db = NULL;
     }
-  memif_db_t *db;
+  memif_db_t *db = NULL;
   int err = db_create (&db, 1, NULL, on_control_fd_update, app_name, memif_alloc,
                        memif_realloc, memif_free);
   if (err)
@@ -335,7 +335,7 @@ memif_per_thread_init (memif_per_thread_main_handle_t *pt_main, void *private_ct
 {
   if (pt_main == NULL)
     return MEMIF_ERR_INVAL_ARG;
-  memif_db_t *db;
+  memif_db_t *db = NULL;
   int err = db_create (&db, 0, private_ctx, on_control_fd_update, app_name, memif_alloc,
                        memif_realloc, memif_free);
   if (err)
