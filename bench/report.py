@@ -167,8 +167,11 @@ def targets(res: Result) -> list[Target]:
         text = (f"worst at {cfg(g)}: C core {c:.1f} ns/packet vs bare ring {p:.1f} ns/packet "
                 f"(medians): {c - p:.1f} ns/packet more, for the library's own work per packet "
                 "(a memif_buffer_t filled, each descriptor validated against its region, "
-                "buffer_alloc then tx_burst as two passes) and whatever the copies cost more "
-                "through it")
+                "buffer_alloc then tx_burst as two passes) and the protocol's descriptor round "
+                "trip: the slave rewrites every descriptor when it posts a buffer and the "
+                "master reads and writes it again, so each descriptor line crosses between the "
+                "cores twice per ring cycle, once in the bare ring (perf: 22 % of the master "
+                "flood's samples on that first descriptor load; see bench/README.md)")
         end = slower_end(g)
         return f"{text}. {end}" if end else text
 
