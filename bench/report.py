@@ -191,7 +191,7 @@ def targets(res: Result) -> list[Target]:
         return (f"worst at b{burst} {num.split('-')[-1]}: {1e3 / py:.1f} ns/packet vs "
                 f"{1e3 / c:.1f} for C, i.e. {per_call:.2f} µs more per burst of {burst}: a cost "
                 "per call, not per packet (CPython frames, the queue lock, cffi's argument "
-                "conversion and GIL release: about 4,500 instructions by callgrind, as many "
+                "conversion and GIL release: about 5,000 instructions by callgrind, as many "
                 "as the C core spends on a whole burst of 32), so it bounds the ratio at "
                 "small bursts and fades at 256; see bench/README.md")
 
