@@ -17,18 +17,22 @@ objects here. The split exists for lifetimes:
 
 Locking: one re-entrant *control lock* per context serialises the C control
 path (create, delete, event dispatch, details), as the C library requires.
-Each queue has its own non-blocking *queue lock* for the data path; a second
-thread on a busy queue gets :class:`QueueBusyError`. Before an interface's
-shared memory goes away (``on_disconnect``, close) every queue is *quiesced*:
-marked down, then its lock is taken once, which waits for a data-path call in
-progress in another thread, so no C call ever runs on unmapped memory.
+Each queue has its own non-blocking, re-entrant *queue lock* for the data
+path (:class:`QueueGate`, kept in the queue's C struct); a second thread on a
+busy queue gets :class:`QueueBusyError`. The bulk calls take it inside C, in
+the same call that moves the burst, and decline when the queue is not
+*ready* (down, views open, no rx state yet): the checked path then says why.
+Before an interface's shared memory goes away (``on_disconnect``, close) every
+queue is *quiesced*: marked down (not ready), then its lock is taken once,
+which waits for a data-path call in progress in another thread, so no C call
+ever runs on unmapped memory.
 
 Ctrl+C: Python may raise ``KeyboardInterrupt`` right after a lock was taken,
-before the caller could note it. The queue lock is an RLock so that the
-clean-up can ask whether this thread holds it (``_is_owned``) and give it
-back; the poll bookkeeping uses a plain lock's with-statement, which has no
-Python frame for the exception to strike in. A leaked lock would make the
-next close wait forever.
+before the caller could note it. The clean-up asks whether this thread holds
+the queue lock (``_is_owned``) and gives it back; the bulk calls cannot leak
+it, since no Python code runs while they hold it. The poll bookkeeping uses a
+plain lock's with-statement, which has no Python frame for the exception to
+strike in. A leaked lock would make the next close wait forever.
 """
 
 from __future__ import annotations
@@ -697,6 +701,63 @@ def _drain_eventfd(conn: Any, qid: int) -> None:
 # ------------------------------------------------------------------ queues
 
 
+_gate_enter = lib.memif_cffi_gate_enter
+_gate_leave = lib.memif_cffi_gate_leave
+_gate_owned = lib.memif_cffi_gate_owned
+
+
+class QueueGate:
+    """The queue lock: a re-entrant, non-blocking lock kept in the queue's C struct.
+
+    The unchecked bulk calls (``memif_cffi_batch_send`` / ``_recv``) take it
+    inside C, so a burst needs no lock call from Python; every other data-path
+    call takes it here. It has the ``threading.RLock`` methods the queue code
+    uses. A blocking acquire polls: it only ever waits for a call that is
+    already running.
+    """
+
+    __slots__ = ("_cq",)
+
+    def __init__(self, cq: Any) -> None:
+        self._cq = cq
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock; with ``blocking``, wait up to ``timeout`` s (-1: forever)."""
+        cq = self._cq
+        if _gate_enter(cq):
+            return True
+        if not blocking:
+            return False
+        deadline = None if timeout < 0 else time.monotonic() + timeout
+        delay = 1e-5
+        while not _gate_enter(cq):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 1e-3)
+        return True
+
+    def release(self) -> None:
+        """Leave once; RuntimeError when this thread does not hold the lock."""
+        if _gate_leave(self._cq) != 0:
+            raise RuntimeError("cannot release a queue lock this thread does not hold")
+
+    def _is_owned(self) -> bool:
+        return bool(_gate_owned(self._cq))
+
+    def __enter__(self) -> bool:
+        try:
+            return self.acquire()
+        except BaseException:
+            # A KeyboardInterrupt raised as the acquire returned: give it back.
+            if _gate_owned(self._cq):
+                _gate_leave(self._cq)
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class QueueState:
     """Data-path state of one queue: lock, counters, C scratch arrays."""
 
@@ -704,22 +765,22 @@ class QueueState:
         self.iface = iface
         self.qid = qid
         self.is_rx = is_rx
-        # Re-entrant only for its ownership test (_is_owned): a data-path call
-        # never nests on one queue.
-        self.lock = threading.RLock()
-        self.down = True
-        #: the connection handle, cached at connect for the data path
-        self.handle: Any = ffi.NULL
-        self.headroom = iface.headroom
         #: what the bulk helpers need of the queue, in one struct (see _support.h)
         self.cq: Any = ffi.new("memif_cffi_queue_t *")
         self.cq.qid = qid
         self.cq.headroom = iface.headroom
+        # Re-entrant only for its ownership test (_is_owned): a data-path call
+        # never nests on one queue.
+        self.lock = QueueGate(self.cq)
+        self._down = True
+        #: the connection handle, cached at connect for the data path
+        self.handle: Any = ffi.NULL
+        self.headroom = iface.headroom
         #: packets, bytes, drops and calls, counted by the C helpers (inside cq)
         self.stats: Any = ffi.addressof(self.cq[0], "stats")
         self.mode = RxMode.INTERRUPT
-        self.views: RxViewsBase | None = None  # open views() block
-        self.held: RxViewsBase | None = None  # views kept alive past their block
+        self._views: RxViewsBase | None = None  # open views() block
+        self._held: RxViewsBase | None = None  # views kept alive past their block
         # C scratch, allocated on first use (the rx state alone is 64 KiB)
         self.rx_state: Any = None
         self.cap = 0
@@ -734,6 +795,45 @@ class QueueState:
         self.out8: Any = ffi.new("uint8_t *")
         self.one_off: Any = ffi.new("uint32_t[1]")
         self.one_len: Any = ffi.new("uint32_t[1]")
+
+    # -- what decides whether the unchecked bulk calls may run ---------------------
+
+    @property
+    def down(self) -> bool:
+        """Not connected (or closing): no C call may touch the queue's memory."""
+        return self._down
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        self._down = value
+        self._sync_ready()
+
+    @property
+    def views(self) -> RxViewsBase | None:
+        """The open views() block, if any."""
+        return self._views
+
+    @views.setter
+    def views(self, value: RxViewsBase | None) -> None:
+        self._views = value
+        self._sync_ready()
+
+    @property
+    def held(self) -> RxViewsBase | None:
+        """Views kept alive past their block, if any."""
+        return self._held
+
+    @held.setter
+    def held(self, value: RxViewsBase | None) -> None:
+        self._held = value
+        self._sync_ready()
+
+    def _sync_ready(self) -> None:
+        """Tell C whether a bulk call needs none of the checks of :meth:`enter`."""
+        ready = not self._down and (
+            not self.is_rx
+            or (self.rx_state is not None and self._views is None and self._held is None))
+        lib.memif_cffi_gate_set_ready(self.cq, ready)
 
     @property
     def label(self) -> str:
@@ -842,6 +942,7 @@ class QueueState:
         if self.rx_state is None:
             self.rx_state = ffi.new("memif_cffi_rx_state_t *")
             self.cq.state = self.rx_state
+            self._sync_ready()
         return self.rx_state
 
     def ensure_rx(self, count: int) -> None:

@@ -463,6 +463,110 @@ memif_cffi_queue_recv (memif_cffi_queue_t *q, const memif_cffi_batch_t *b)
                                 (uint16_t) b->capacity, q->headroom, q->state, &q->stats);
 }
 
+/* ------------------------------------------------------------ the gate */
+
+/* What the gate records as its owner: the calling thread, never 0. */
+static inline uintptr_t
+gate_self (void)
+{
+  return (uintptr_t) pthread_self ();
+}
+
+int
+memif_cffi_gate_enter (memif_cffi_queue_t *q)
+{
+  uintptr_t seen = 0;
+  uintptr_t me = gate_self ();
+
+  if (q == NULL)
+    return 0;
+  if (atomic_compare_exchange_strong (&q->owner, &seen, me))
+    {
+      q->depth = 1;
+      return 1;
+    }
+  if (seen != me || q->depth == UINT32_MAX)
+    return 0;
+  q->depth++;
+  return 1;
+}
+
+int
+memif_cffi_gate_leave (memif_cffi_queue_t *q)
+{
+  /* Only this thread can have stored its own id, so a relaxed load is enough. */
+  if (q == NULL || atomic_load_explicit (&q->owner, memory_order_relaxed) != gate_self ()
+      || q->depth == 0)
+    return -1;
+  if (--q->depth == 0)
+    atomic_store_explicit (&q->owner, 0, memory_order_release);
+  return 0;
+}
+
+int
+memif_cffi_gate_owned (memif_cffi_queue_t *q)
+{
+  return q != NULL && atomic_load_explicit (&q->owner, memory_order_relaxed) == gate_self ();
+}
+
+void
+memif_cffi_gate_set_ready (memif_cffi_queue_t *q, int ready)
+{
+  if (q != NULL)
+    atomic_store (&q->ready, ready ? 1 : 0);
+}
+
+/*
+ * Take the free gate of a ready queue for one unchecked call, or nothing.
+ * The owner exchange comes before the ready load (both sequentially
+ * consistent): whoever clears ready and then waits for the gate either finds
+ * this call holding it or makes it see ready cleared.
+ */
+static inline int
+gate_take (memif_cffi_queue_t *q)
+{
+  uintptr_t seen = 0;
+
+  if (!atomic_compare_exchange_strong (&q->owner, &seen, gate_self ()))
+    return 0;
+  if (!atomic_load (&q->ready))
+    {
+      atomic_store_explicit (&q->owner, 0, memory_order_release);
+      return 0;
+    }
+  return 1;
+}
+
+int
+memif_cffi_batch_send (memif_cffi_queue_t *q, const memif_cffi_batch_t *b, uint32_t count)
+{
+  int rc;
+
+  if (q == NULL)
+    return -MEMIF_ERR_INVAL_ARG;
+  if (count == 0)
+    return 0; /* nothing to send, connected or not (as the checked path) */
+  if (!gate_take (q))
+    return MEMIF_CFFI_NOT_READY;
+  rc = memif_cffi_queue_send (q, b, 0, count);
+  atomic_store_explicit (&q->owner, 0, memory_order_release);
+  return rc;
+}
+
+int
+memif_cffi_batch_recv (memif_cffi_queue_t *q, const memif_cffi_batch_t *b)
+{
+  int rc;
+
+  if (q == NULL)
+    return -MEMIF_ERR_INVAL_ARG;
+  if (!gate_take (q))
+    return MEMIF_CFFI_NOT_READY;
+  rc = memif_cffi_queue_recv (q, b);
+  atomic_store_explicit (&q->owner, 0, memory_order_release);
+  return rc;
+}
+
 /* Append bufs[first..end) to the pending chain of state (bounded). */
 static void
 stash_segments (memif_cffi_rx_state_t *state, const memif_buffer_t *bufs, uint32_t first,

@@ -12,6 +12,7 @@
 #ifndef MEMIF_CFFI_SUPPORT_H
 #define MEMIF_CFFI_SUPPORT_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 /* memif.h first: it supplies the scalar types libmemif.h's structs use. */
@@ -139,6 +140,10 @@ typedef struct
   memif_cffi_qstats_t stats;
   uint16_t qid;
   uint16_t headroom;
+  /* The queue's gate (see below); only the gate functions touch these. */
+  _Atomic uintptr_t owner; /* thread holding the gate (pthread_self), 0 when free */
+  uint32_t depth;          /* times the owner entered; written by the owner only */
+  _Atomic uint8_t ready;   /* the unchecked bulk calls may run */
 } memif_cffi_queue_t;
 
 /*
@@ -165,6 +170,50 @@ int memif_cffi_queue_send (memif_cffi_queue_t *q, const memif_cffi_batch_t *b, u
 
 /* memif_cffi_recv_batch of up to b->capacity packets into batch b from queue q. */
 int memif_cffi_queue_recv (memif_cffi_queue_t *q, const memif_cffi_batch_t *b);
+
+/*
+ * The gate: the lock of one queue, kept here so that the bulk calls below can
+ * take it without a round trip through Python. It is re-entrant for the
+ * thread that holds it and never blocks: a caller that does not get it is
+ * told so and decides itself whether to wait. The Python layer takes it
+ * around every data-path call it checks itself (memif_cffi_gate_enter /
+ * _leave) and waits on it before the queue's memory goes away.
+ *
+ * "ready" is the Python layer's verdict that nothing needs checking: the
+ * interface is connected and, for an rx queue, its reassembly state exists
+ * and no zero-copy views are open or held. It is cleared before the
+ * memory goes away and only ever changed with a sequentially consistent
+ * store, so a bulk call that saw it set holds the gate until it is done.
+ */
+
+/* 1 when the calling thread now holds the gate (again), 0 when another does. */
+int memif_cffi_gate_enter (memif_cffi_queue_t *q);
+
+/* Leave once; 0, or -1 when the calling thread does not hold the gate. */
+int memif_cffi_gate_leave (memif_cffi_queue_t *q);
+
+/* 1 when the calling thread holds the gate. */
+int memif_cffi_gate_owned (memif_cffi_queue_t *q);
+
+/* Set or clear the ready verdict. */
+void memif_cffi_gate_set_ready (memif_cffi_queue_t *q, int ready);
+
+/*
+ * Returned by the two calls below when they did nothing because the gate is
+ * held (by any thread) or the queue is not ready: the caller takes the
+ * checked path, which says what is wrong. Distinct from every -MEMIF_ERR_*.
+ */
+#define MEMIF_CFFI_NOT_READY (-1000)
+
+/*
+ * The unchecked bulk calls: the whole of batch b (its first count packets) is
+ * sent on q, or up to b->capacity packets received into it, with the gate
+ * taken and left inside the call. Same results as memif_cffi_queue_send /
+ * memif_cffi_queue_recv, or MEMIF_CFFI_NOT_READY; sending 0 packets returns 0
+ * without looking at the queue.
+ */
+int memif_cffi_batch_send (memif_cffi_queue_t *q, const memif_cffi_batch_t *b, uint32_t count);
+int memif_cffi_batch_recv (memif_cffi_queue_t *q, const memif_cffi_batch_t *b);
 
 /*
  * Zero-copy receive: one memif_rx_burst of up to max_bufs buffers into bufs

@@ -54,6 +54,10 @@ _ERR_NOBUF_RING = int(lib.MEMIF_ERR_NOBUF_RING)
 _send_batch: Callable[..., int] = lib.memif_cffi_send_batch
 _queue_send: Callable[..., int] = lib.memif_cffi_queue_send
 _queue_recv: Callable[..., int] = lib.memif_cffi_queue_recv
+# The same, taking the queue lock in C; _NOT_READY when the checked path must run.
+_batch_send: Callable[..., int] = lib.memif_cffi_batch_send
+_batch_recv: Callable[..., int] = lib.memif_cffi_batch_recv
+_NOT_READY = int(lib.MEMIF_CFFI_NOT_READY)
 # Published, but the peer's interrupt eventfd could not be written: the packets
 # are in the ring (a polling peer gets them), so the send counts, not raises.
 _ERR_INT_WRITE = int(lib.MEMIF_ERR_INT_WRITE)
@@ -355,11 +359,12 @@ class RxViews(RxViewsBase):
 
 
 class _Queue:
-    __slots__ = ("_intf", "_q")
+    __slots__ = ("_cq", "_intf", "_q")
 
     def __init__(self, intf: Interface, state: QueueState) -> None:
         self._intf = intf
         self._q = state
+        self._cq = state.cq
 
     @property
     def qid(self) -> int:
@@ -413,9 +418,19 @@ class RxQueue(_Queue):
         back; ``batch.count`` is set to the result. Packets longer than
         ``batch.slot_size`` are dropped and counted in ``counters.drops``.
         """
-        if type(batch) is not PacketBatch and not isinstance(batch, PacketBatch):
+        if type(batch) is PacketBatch:
+            # The hot path: one two-argument C call, which takes the queue lock
+            # itself and declines (_NOT_READY) when anything needs checking.
+            n = _batch_recv(self._cq, batch._c)
+            if n >= 0:
+                batch._count = n
+                return n
+            if n != _NOT_READY:
+                batch._count = self._q.stats.last
+                raise error_for(-n, f"receiving on rx queue {self._q.qid}")
+        elif not isinstance(batch, PacketBatch):
             raise TypeError(f"recv_into() needs a PacketBatch, not {type(batch).__name__}")
-        # The hot path: one lock, one two-argument C call (see _support.h).
+        # The checked path: the same call, under the lock taken here.
         q = self._q
         if q.rx_state is None:
             q.new_rx_state()
@@ -553,8 +568,18 @@ class TxQueue(_Queue):
         sender retries with ``start += sent``. Lengths are checked against
         ``batch.slot_size`` in C before anything is sent.
         """
-        if type(batch) is not PacketBatch and not isinstance(batch, PacketBatch):
+        if type(batch) is PacketBatch and start == 0 and count is None:
+            # The hot path: the whole batch in one three-argument C call, which
+            # takes the queue lock itself and declines (_NOT_READY) when
+            # anything needs checking.
+            sent = _batch_send(self._cq, batch._c, batch._count)
+            if sent >= 0:
+                return sent
+            if sent != _NOT_READY:
+                raise error_for(-sent, f"sending on tx queue {self._q.qid}")
+        elif not isinstance(batch, PacketBatch):
             raise TypeError(f"send_batch() needs a PacketBatch, not {type(batch).__name__}")
+        # The checked path: ranges, then the same call under the lock taken here.
         total = batch._count
         if start == 0 and count is None:
             count = total  # the hot path: the whole batch
@@ -567,7 +592,6 @@ class TxQueue(_Queue):
                 )
         if count == 0:
             return 0
-        # One lock, one four-argument C call (see _support.h).
         q = self._q
         q.enter()
         try:

@@ -154,6 +154,8 @@ def test_views_are_zero_copy_and_die_with_the_block(pair: Pair) -> None:
         assert not views[0].readonly
         with pytest.raises(memif.QueueBusyError, match="views"):
             rxq.recv_burst()  # the buffers are held by the block
+        with pytest.raises(memif.QueueBusyError, match="views"):
+            rxq.recv_into(memif.PacketBatch(4, 64))  # the bulk call's C gate declines too
     with pytest.raises(ValueError, match="released"):
         bytes(views[0])  # used after exit: raises instead of reading recycled memory
     pair.slave.tx[0].send(b"third")
@@ -174,6 +176,8 @@ def test_views_leaked_slice_holds_the_buffers(pair: Pair) -> None:
     pair.slave.tx[0].send(b"next")
     with pytest.raises(BufferError):
         rxq.recv_burst()  # the queue refuses to recycle under a live view
+    with pytest.raises(BufferError):
+        rxq.recv_into(memif.PacketBatch(4, 64))
     del leaked
     gc.collect()
     assert drain(rxq, 1) == [b"next"]  # settled: buffers given back, receive resumes
@@ -190,6 +194,14 @@ def test_disconnect_invalidates_open_views(pair: Pair) -> None:
             bytes(views[0])
     with pytest.raises(memif.DisconnectedError):
         rxq.recv_burst()
+    with pytest.raises(memif.DisconnectedError):
+        rxq.recv_into(memif.PacketBatch(4, 64))
+    one = memif.PacketBatch(4, 64)
+    one.append(b"late")
+    with pytest.raises(memif.DisconnectedError):
+        pair.master.tx[0].send_batch(one)
+    one.clear()
+    assert pair.master.tx[0].send_batch(one) == 0  # nothing to send is not an error
 
 
 def test_writable_views_and_in_place_reply(pair: Pair) -> None:
@@ -249,6 +261,88 @@ def test_bulk_helpers_check_their_structs() -> None:
     assert lib.memif_cffi_queue_recv(q, ffi.NULL) == inval
     assert lib.memif_cffi_queue_recv(q, cb) == inval  # no rx state yet
     assert q.stats.packets == 0 and q.stats.ops == 0
+
+
+def test_queue_gate_in_c() -> None:
+    """The queue lock kept in C: re-entrant for its owner, refused to other threads.
+
+    The bulk calls take it themselves and decline (MEMIF_CFFI_NOT_READY, nothing
+    touched) while it is held, by any thread, or while the queue is not ready.
+    """
+    import threading
+
+    from memif_cffi.lowlevel import ffi, lib
+
+    q = ffi.new("memif_cffi_queue_t *")
+    cb = memif.PacketBatch(4, 64)._c
+    not_ready = lib.MEMIF_CFFI_NOT_READY
+    assert not_ready < 0 and -not_ready not in range(0, 256)  # not a memif error code
+    assert lib.memif_cffi_gate_leave(q) == -1 and not lib.memif_cffi_gate_owned(q)
+    assert lib.memif_cffi_batch_send(q, cb, 1) == not_ready  # free, but not ready
+    assert lib.memif_cffi_batch_recv(q, cb) == not_ready
+    assert q.stats.ops == 0
+    assert lib.memif_cffi_gate_enter(q) == 1 and lib.memif_cffi_gate_enter(q) == 1
+    assert lib.memif_cffi_gate_owned(q)
+
+    seen: list[int] = []
+
+    def other() -> None:
+        seen.append(lib.memif_cffi_gate_enter(q))
+        seen.append(lib.memif_cffi_gate_owned(q))
+        seen.append(lib.memif_cffi_gate_leave(q))
+        lib.memif_cffi_gate_set_ready(q, 1)
+        seen.append(lib.memif_cffi_batch_send(q, cb, 1))
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join(5)
+    assert seen == [0, 0, -1, not_ready]  # held here: the other thread gets nothing
+    assert lib.memif_cffi_batch_send(q, cb, 1) == not_ready  # held, even by this thread
+    assert lib.memif_cffi_gate_leave(q) == 0 and lib.memif_cffi_gate_owned(q)
+    assert lib.memif_cffi_gate_leave(q) == 0 and not lib.memif_cffi_gate_owned(q)
+    assert lib.memif_cffi_gate_leave(q) == -1
+    # Free and ready: the call runs (no connection here, so libmemif refuses it)
+    # and leaves the gate free again.
+    assert lib.memif_cffi_batch_send(q, cb, 1) == -lib.MEMIF_ERR_NOCONN
+    assert q.stats.ops == 1
+    assert lib.memif_cffi_batch_send(q, cb, 5) == -lib.MEMIF_ERR_INVAL_ARG  # over capacity
+    assert lib.memif_cffi_batch_recv(q, cb) == -lib.MEMIF_ERR_INVAL_ARG  # no rx state
+    assert lib.memif_cffi_gate_enter(q) == 1 and lib.memif_cffi_gate_leave(q) == 0
+    assert lib.memif_cffi_batch_send(ffi.NULL, cb, 1) == -lib.MEMIF_ERR_INVAL_ARG
+    assert lib.memif_cffi_batch_recv(ffi.NULL, cb) == -lib.MEMIF_ERR_INVAL_ARG
+    assert lib.memif_cffi_gate_enter(ffi.NULL) == 0 and lib.memif_cffi_gate_leave(ffi.NULL) == -1
+
+
+def test_bulk_calls_and_the_python_held_lock(pair: Pair) -> None:
+    """A thread holding a queue's lock in Python keeps the C bulk path out; its own calls nest."""
+    import threading
+
+    txq = pair.slave.tx[0]
+    batch = memif.PacketBatch(4, 64)
+    batch.fill(b"z" * 64)
+    lock = txq._q.lock
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            txq.send_batch(batch)
+        except memif.QueueBusyError as exc:
+            errors.append(exc)
+
+    assert lock.acquire(False)
+    try:
+        t = threading.Thread(target=other)
+        t.start()
+        t.join(5)
+        assert len(errors) == 1 and "in use by another thread" in str(errors[0])
+        assert txq.send_batch(batch) == 4  # the owner re-enters
+    finally:
+        lock.release()
+    assert not lock._is_owned()
+    with pytest.raises(RuntimeError):
+        lock.release()
+    assert txq.send_batch(batch) == 4
+    assert drain(pair.master.rx[0], 8) == [b"z" * 64] * 8
 
 
 def test_empty_queue_and_arguments(pair: Pair) -> None:

@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from apihelp import Pair, drain
 
 import memif_cffi as memif
@@ -147,7 +148,65 @@ def test_two_threads_hammering_one_queue(sock_path: str) -> None:
         assert [i for i in ids if i >> 24 == 1] == sent[1]
 
 
-def test_close_while_another_thread_sends(sock_path: str) -> None:
+def _bytes_level(p: Pair) -> None:
+    p.slave.tx[0].send_burst([b"x" * 1000] * 32)
+    p.master.rx[0].recv_burst()
+
+
+def _batch_level(p: Pair, out: memif.PacketBatch, into: memif.PacketBatch) -> None:
+    # The unchecked bulk calls: the queue lock is taken inside C.
+    p.slave.tx[0].send_batch(out)
+    p.master.rx[0].recv_into(into)
+
+
+def test_two_threads_hammering_one_queue_in_bulk(sock_path: str) -> None:
+    """The lock taken inside the C bulk calls turns the second thread away, too."""
+    with Pair(sock_path) as p:
+        tx = p.slave.tx[0]
+        busy = [0]
+        sent: list[list[int]] = [[], []]
+        stop = threading.Event()
+        batches = []
+        for t in (0, 1):
+            b = memif.PacketBatch(64, 256)
+            b.extend((t << 24 | i).to_bytes(4, "little") * 64 for i in range(64))
+            batches.append(b)
+
+        def sender(t: int) -> None:
+            while not stop.is_set():
+                try:
+                    k = tx.send_batch(batches[t])
+                    sent[t] += [t << 24 | i for i in range(k)]
+                except memif.QueueBusyError:
+                    busy[0] += 1
+
+        threads = [threading.Thread(target=sender, args=(t,)) for t in (0, 1)]
+        for t in threads:
+            t.start()
+        got: list[bytes] = []
+        into = memif.PacketBatch(256, 256)
+        deadline = time.monotonic() + 10
+        while (busy[0] < 5 or len(got) < 20000) and time.monotonic() < deadline:
+            p.master.rx[0].recv_into(into)
+            got += into.tolist()
+        stop.set()
+        for t in threads:
+            t.join(5)
+        got += drain(p.master.rx[0], len(sent[0]) + len(sent[1]) - len(got))
+        assert busy[0] >= 5
+        for f in got:
+            assert f == f[:4] * 64
+        ids = [int.from_bytes(f[:4], "little") for f in got]
+        assert [i for i in ids if i >> 24 == 0] == sent[0]
+        assert [i for i in ids if i >> 24 == 1] == sent[1]
+
+
+@pytest.mark.parametrize("level", ["per packet", "PacketBatch"])
+def test_close_while_another_thread_sends(sock_path: str, level: str) -> None:
+    """Closing quiesces the queues: a call running in another thread ends before the unmap."""
+    out = memif.PacketBatch(32, 1000)
+    out.fill(b"x" * 1000)
+    into = memif.PacketBatch(32, 1000)
     for _ in range(5):
         p = Pair(sock_path)
         outcome: list[BaseException | None] = []
@@ -155,8 +214,10 @@ def test_close_while_another_thread_sends(sock_path: str) -> None:
         def sender(p: Pair, outcome: list[BaseException | None]) -> None:
             try:
                 while True:
-                    p.slave.tx[0].send_burst([b"x" * 1000] * 32)
-                    p.master.rx[0].recv_burst()
+                    if level == "per packet":
+                        _bytes_level(p)
+                    else:
+                        _batch_level(p, out, into)
             except BaseException as exc:
                 outcome.append(exc)
 
