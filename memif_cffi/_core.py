@@ -883,7 +883,7 @@ class QueueState:
         knows whether this thread holds it, the result does not survive. A
         leaked lock would make the close of the interface wait forever.
         """
-        if self.lock._is_owned():  # type: ignore[attr-defined]
+        if self.lock._is_owned():
             self.lock.release()
 
     def _raise_unusable(self) -> None:

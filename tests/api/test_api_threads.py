@@ -167,9 +167,9 @@ def test_two_threads_hammering_one_queue_in_bulk(sock_path: str) -> None:
         sent: list[list[int]] = [[], []]
         stop = threading.Event()
         batches = []
-        for t in (0, 1):
+        for k in (0, 1):
             b = memif.PacketBatch(64, 256)
-            b.extend((t << 24 | i).to_bytes(4, "little") * 64 for i in range(64))
+            b.extend((k << 24 | i).to_bytes(4, "little") * 64 for i in range(64))
             batches.append(b)
 
         def sender(t: int) -> None:
