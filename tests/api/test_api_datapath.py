@@ -274,7 +274,8 @@ def test_queue_gate_in_c() -> None:
     from memif_cffi.lowlevel import ffi, lib
 
     q = ffi.new("memif_cffi_queue_t *")
-    cb = memif.PacketBatch(4, 64)._c
+    batch = memif.PacketBatch(4, 64)  # kept: it owns the memory cb points into
+    cb = batch._c
     not_ready = lib.MEMIF_CFFI_NOT_READY
     assert not_ready < 0 and -not_ready not in range(0, 256)  # not a memif error code
     assert lib.memif_cffi_gate_leave(q) == -1 and not lib.memif_cffi_gate_owned(q)
