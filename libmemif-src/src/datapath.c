@@ -103,6 +103,33 @@ desc_in_region (region_view_t rv, uint16_t region, uint32_t offset, uint32_t len
          && (uint64_t) offset + length <= rv.r[region].size;
 }
 
+/* The last region a burst used, in locals: a store through the caller's
+ * buffer array (a void * field) could alias the region table, so the
+ * compiler would otherwise reload the table entry for every packet. */
+typedef struct
+{
+  uint32_t id; /* UINT32_MAX: none yet */
+  uint8_t *addr;
+  uint64_t size;
+} region_cache_t;
+
+#define REGION_CACHE_EMPTY ((region_cache_t){ .id = UINT32_MAX })
+
+/* As desc_in_region, through the cache. */
+static inline int
+desc_in_cached_region (region_cache_t *rc, region_view_t rv, uint16_t region, uint32_t offset,
+                       uint32_t length)
+{
+  if (region != rc->id)
+    {
+      if (region >= rv.n || rv.r[region].addr == NULL)
+        return 0;
+      *rc = (region_cache_t){ .id = region, .addr = rv.r[region].addr,
+                              .size = rv.r[region].size };
+    }
+  return (uint64_t) offset + length <= rc->size;
+}
+
 /* Slave: what a burst needs to find its own buffers again, read once per call. */
 typedef struct
 {
@@ -211,10 +238,50 @@ memif_buffer_alloc (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs
       sb = slave_bufs (c);
       own_buffers = c->regions[1].addr;
     }
-  uint32_t used = 0;     /* slots taken, the current packet's chain included */
-  uint32_t reserved = 0; /* slots of complete packets */
   uint16_t nbufs = 0;
-  for (uint16_t pkt = 0; pkt < count; pkt++)
+  /* The common case first: each packet fits one buffer, so packets, buffers
+   * and slots advance together. The first packet that needs a chain, a
+   * descriptor that fails a check, or an application buffer callback sends
+   * the rest to the general loop below, which checks everything again. */
+  const uint32_t nfast = count < free_slots ? count : free_slots;
+  if (master)
+    {
+      region_cache_t rc = REGION_CACHE_EMPTY;
+      for (; nbufs < nfast; nbufs++)
+        {
+          const uint32_t ctr = start + nbufs;
+          const uint32_t idx = ctr & mask;
+          memif_desc_t *d = &ring->desc[idx];
+          const memif_desc_t posted = read_desc (d);
+          if (posted.length < size || posted.length == 0
+              || !desc_in_cached_region (&rc, rv, posted.region, posted.offset, posted.length))
+            break;
+          slots[idx] = (memif_slot_t){ .offset = posted.offset, .capacity = posted.length,
+                                       .region = posted.region };
+          d->flags = 0;
+          bufs[nbufs] = (memif_buffer_t){ .desc_index = (uint16_t) ctr, .ring = q,
+                                          .data = rc.addr + posted.offset, .len = size };
+        }
+    }
+  else if (sb.ext == NULL && size <= sb.b)
+    {
+      for (; nbufs < nfast; nbufs++)
+        {
+          const uint32_t ctr = start + nbufs;
+          memif_desc_t *d = &ring->desc[ctr & mask];
+          uint32_t base;
+          if (slave_buffer_base (&sb, d, &base) < 0)
+            break;
+          d->region = 1;
+          d->offset = base;
+          d->flags = 0;
+          bufs[nbufs] = (memif_buffer_t){ .desc_index = (uint16_t) ctr, .ring = q,
+                                          .data = own_buffers + base, .len = size };
+        }
+    }
+  uint32_t used = nbufs;     /* slots taken, the current packet's chain included */
+  uint32_t reserved = nbufs; /* slots of complete packets */
+  for (uint16_t pkt = nbufs; pkt < count; pkt++)
     {
       uint32_t remaining = size;
       const uint16_t first = nbufs;
@@ -308,6 +375,7 @@ memif_tx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
   const int master = c->is_master;
   const region_view_t rv = region_view (c);
   const memif_slot_t *slots = q->slots;
+  region_cache_t rc = REGION_CACHE_EMPTY;
   slave_bufs_t sb = { 0 };
   uintptr_t own_start = 0;
   if (!master)
@@ -329,8 +397,10 @@ memif_tx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
       if (master)
         {
           const memif_slot_t *s = &slots[idx];
-          if (b->data != (uint8_t *) rv.r[s->region].addr + s->offset
-              || b->len > s->capacity)
+          /* The slot was filled from a checked descriptor: its region exists. */
+          if (s->region != rc.id)
+            rc = (region_cache_t){ .id = s->region, .addr = rv.r[s->region].addr };
+          if (b->data != rc.addr + s->offset || b->len > s->capacity)
             {
               err = MEMIF_ERR_INVAL_ARG;
               break;
@@ -396,13 +466,14 @@ memif_rx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
   const uint32_t mask = q->mask;
   const uint16_t last = q->last;
   const region_view_t rv = region_view (c);
+  region_cache_t rc = REGION_CACHE_EMPTY;
   uint16_t got = 0;
   for (; got < n; got++)
     {
       uint16_t ctr = (uint16_t) (last + got);
       memif_desc_t *sd = &ring->desc[ctr & mask];
       memif_desc_t d = read_desc (sd);
-      if (!desc_in_region (rv, d.region, d.offset, d.length))
+      if (!desc_in_cached_region (&rc, rv, d.region, d.offset, d.length))
         {
           memif_mark_broken (c, "invalid descriptor");
           break;
@@ -410,7 +481,7 @@ memif_rx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
       memif_buffer_t *b = &bufs[got];
       b->desc_index = ctr;
       b->ring = q;
-      b->data = (uint8_t *) rv.r[d.region].addr + d.offset;
+      b->data = rc.addr + d.offset;
       b->len = d.length;
       b->flags = MEMIF_BUFFER_FLAG_RX;
       if (d.flags & MEMIF_DESC_FLAG_NEXT)
@@ -462,7 +533,26 @@ memif_refill_queue (memif_conn_handle_t conn, uint16_t qid, uint16_t count, uint
   const uint32_t mask = q->mask;
   const uint16_t own = q->own;
   const slave_bufs_t sb = slave_bufs (c);
-  for (uint32_t i = 0; i < k; i++)
+  uint32_t i = 0;
+  if (sb.ext == NULL && sb.mask != 0 && sb.limit >= b)
+    {
+      /* The common case, without the per-packet choices of slave_buffer_base. */
+      const uint32_t keep = ~sb.mask;
+      const uint64_t top = sb.limit - b;
+      const uint32_t len = b - headroom;
+      for (; i < k; i++)
+        {
+          memif_desc_t *d = &ring->desc[(uint16_t) (own + i) & mask];
+          const uint32_t base = ((const volatile memif_desc_t *) d)->offset & keep;
+          if (base > top)
+            break; /* the general loop below reports it */
+          d->region = 1;
+          d->offset = base + headroom;
+          d->length = len;
+          d->flags = 0;
+        }
+    }
+  for (; i < k; i++)
     {
       memif_desc_t *d = &ring->desc[(uint16_t) (own + i) & mask];
       uint32_t base;

@@ -131,6 +131,25 @@ def test_rx_bad_descriptor_after_good_ones(side: Side) -> None:
     side.recover()
 
 
+@pytest.mark.parametrize("offset", [0xFFFFFF00, 0x7FFFFFFF])
+def test_slave_rx_offset_scribbled_before_refill(our_slave: OurSlave, offset: int) -> None:
+    """A master rewrites a received descriptor's offset while our slave still holds the
+    buffer (a views block): giving it back must not post a buffer outside the region."""
+    peer = our_slave.connect_peer()
+    ring = peer.our_rx
+    start = ring.tail
+    publish(ring, "tail", [peer.good_desc(start + i) for i in range(3)])
+    block = our_slave.intf.rx[0].views(8)
+    with block as views:
+        assert [len(v) for v in views] == [64, 64, 64]
+        d = ring.get_desc(start + 1)
+        ring.set_desc(start + 1, Descriptor(d.flags, d.region, d.length, offset))
+    expect_broken(our_slave, peer, INVALID)
+    # Only the slot before the scribbled one was posted again.
+    assert ring.head == (start + 1 + ring.size) & 0xFFFF
+    our_slave.recover()
+
+
 def test_rx_length_zero_is_an_empty_packet(side: Side) -> None:
     peer = connected(side)
     ring = peer.our_rx
