@@ -209,6 +209,72 @@ tx_free (memif_conn_t *c, memif_queue_t *q, uint32_t *free_slots)
   return MEMIF_ERR_SUCCESS;
 }
 
+/* Master, memif_buffer_alloc's single-buffer loop: reserve up to n slots
+ * from counter start, one packet of size bytes each, and stop at the first
+ * posted buffer that is too small or fails a check. Returns the packets
+ * reserved. A function of its own, so that the loop keeps its few values in
+ * registers. */
+__attribute__ ((noinline)) static uint16_t
+alloc_master_fast (memif_queue_t *q, region_view_t rv, memif_buffer_t *bufs, uint32_t start,
+                   uint32_t n, uint16_t size)
+{
+  memif_desc_t *desc = q->ring->desc;
+  memif_slot_t *slots = q->slots;
+  const uint32_t mask = q->mask;
+  region_cache_t rc = REGION_CACHE_EMPTY;
+  uint32_t i = 0;
+  for (; i < n; i++)
+    {
+      const uint32_t ctr = start + i;
+      const uint32_t idx = ctr & mask;
+      memif_desc_t *d = &desc[idx];
+      const memif_desc_t posted = read_desc (d);
+      if (posted.length < size || posted.length == 0
+          || !desc_in_cached_region (&rc, rv, posted.region, posted.offset, posted.length))
+        break;
+      slots[idx] = (memif_slot_t){ .offset = posted.offset, .capacity = posted.length,
+                                   .region = posted.region };
+      d->flags = 0;
+      memif_buffer_t *b = &bufs[i];
+      b->desc_index = (uint16_t) ctr;
+      b->ring = q;
+      b->data = rc.addr + posted.offset;
+      b->len = size;
+      b->flags = 0;
+    }
+  return (uint16_t) i;
+}
+
+/* Slave, the same: the buffer of each slot is found again from the offset
+ * last posted in it (no application callback), and size fits one buffer. */
+__attribute__ ((noinline)) static uint16_t
+alloc_slave_fast (memif_queue_t *q, const slave_bufs_t *sbp, uint8_t *own_buffers,
+                  memif_buffer_t *bufs, uint32_t start, uint32_t n, uint16_t size)
+{
+  memif_desc_t *desc = q->ring->desc;
+  const uint32_t mask = q->mask;
+  const slave_bufs_t sb = *sbp;
+  uint32_t i = 0;
+  for (; i < n; i++)
+    {
+      const uint32_t ctr = start + i;
+      memif_desc_t *d = &desc[ctr & mask];
+      uint32_t base;
+      if (slave_buffer_base (&sb, d, &base) < 0)
+        break;
+      d->region = 1;
+      d->offset = base;
+      d->flags = 0;
+      memif_buffer_t *b = &bufs[i];
+      b->desc_index = (uint16_t) ctr;
+      b->ring = q;
+      b->data = own_buffers + base;
+      b->len = size;
+      b->flags = 0;
+    }
+  return (uint16_t) i;
+}
+
 MEMIF_EXPORT int
 memif_buffer_alloc (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs,
                     uint16_t count, uint16_t *count_out, uint16_t size)
@@ -245,40 +311,9 @@ memif_buffer_alloc (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs
    * the rest to the general loop below, which checks everything again. */
   const uint32_t nfast = count < free_slots ? count : free_slots;
   if (master)
-    {
-      region_cache_t rc = REGION_CACHE_EMPTY;
-      for (; nbufs < nfast; nbufs++)
-        {
-          const uint32_t ctr = start + nbufs;
-          const uint32_t idx = ctr & mask;
-          memif_desc_t *d = &ring->desc[idx];
-          const memif_desc_t posted = read_desc (d);
-          if (posted.length < size || posted.length == 0
-              || !desc_in_cached_region (&rc, rv, posted.region, posted.offset, posted.length))
-            break;
-          slots[idx] = (memif_slot_t){ .offset = posted.offset, .capacity = posted.length,
-                                       .region = posted.region };
-          d->flags = 0;
-          bufs[nbufs] = (memif_buffer_t){ .desc_index = (uint16_t) ctr, .ring = q,
-                                          .data = rc.addr + posted.offset, .len = size };
-        }
-    }
+    nbufs = alloc_master_fast (q, rv, bufs, start, nfast, size);
   else if (sb.ext == NULL && size <= sb.b)
-    {
-      for (; nbufs < nfast; nbufs++)
-        {
-          const uint32_t ctr = start + nbufs;
-          memif_desc_t *d = &ring->desc[ctr & mask];
-          uint32_t base;
-          if (slave_buffer_base (&sb, d, &base) < 0)
-            break;
-          d->region = 1;
-          d->offset = base;
-          d->flags = 0;
-          bufs[nbufs] = (memif_buffer_t){ .desc_index = (uint16_t) ctr, .ring = q,
-                                          .data = own_buffers + base, .len = size };
-        }
-    }
+    nbufs = alloc_slave_fast (q, &sb, own_buffers, bufs, start, nfast, size);
   uint32_t used = nbufs;     /* slots taken, the current packet's chain included */
   uint32_t reserved = nbufs; /* slots of complete packets */
   for (uint16_t pkt = nbufs; pkt < count; pkt++)
@@ -384,50 +419,62 @@ memif_tx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
       own_start = (uintptr_t) c->regions[1].addr;
     }
   uint16_t sent = 0;
-  for (; sent < n; sent++)
-    {
-      const memif_buffer_t *b = &bufs[sent];
-      if (b->desc_index != (uint16_t) (own + sent))
-        {
-          err = MEMIF_ERR_INVAL_ARG; /* buffers must come in slot order */
-          break;
-        }
-      uint32_t idx = b->desc_index & mask;
-      memif_desc_t *d = &ring->desc[idx];
-      if (master)
-        {
-          const memif_slot_t *s = &slots[idx];
-          /* The slot was filled from a checked descriptor: its region exists. */
-          if (s->region != rc.id)
-            rc = (region_cache_t){ .id = s->region, .addr = rv.r[s->region].addr };
-          if (b->data != rc.addr + s->offset || b->len > s->capacity)
-            {
-              err = MEMIF_ERR_INVAL_ARG;
-              break;
-            }
-        }
-      else
-        {
-          /* The application may have moved data inside its buffer. */
-          uintptr_t p = (uintptr_t) b->data;
-          if (p < own_start || p - own_start >= sb.limit)
-            {
-              err = MEMIF_ERR_INVAL_ARG;
-              break;
-            }
-          uint32_t off = (uint32_t) (p - own_start);
-          uint32_t in_buf = sb.mask ? off & sb.mask : off % sb.b;
-          if ((uint64_t) in_buf + b->len > sb.b)
-            {
-              err = MEMIF_ERR_INVAL_ARG;
-              break;
-            }
-          d->region = 1;
-          d->offset = off;
-        }
-      d->length = b->len;
-      d->flags = (b->flags & MEMIF_BUFFER_FLAG_NEXT) ? MEMIF_DESC_FLAG_NEXT : 0;
-    }
+  /* One loop per role, so that neither pays for the other's checks. A buffer
+   * must come in slot order and lie inside the buffer it was given. */
+  if (master)
+    for (; sent < n; sent++)
+      {
+        const memif_buffer_t *b = &bufs[sent];
+        const uint16_t ctr = (uint16_t) (own + sent);
+        if (b->desc_index != ctr)
+          {
+            err = MEMIF_ERR_INVAL_ARG;
+            break;
+          }
+        const uint32_t idx = ctr & mask;
+        const memif_slot_t *s = &slots[idx];
+        /* The slot was filled from a checked descriptor: its region exists. */
+        if (s->region != rc.id)
+          rc = (region_cache_t){ .id = s->region, .addr = rv.r[s->region].addr };
+        if (b->data != rc.addr + s->offset || b->len > s->capacity)
+          {
+            err = MEMIF_ERR_INVAL_ARG;
+            break;
+          }
+        memif_desc_t *d = &ring->desc[idx];
+        d->length = b->len;
+        d->flags = (b->flags & MEMIF_BUFFER_FLAG_NEXT) ? MEMIF_DESC_FLAG_NEXT : 0;
+      }
+  else
+    for (; sent < n; sent++)
+      {
+        const memif_buffer_t *b = &bufs[sent];
+        const uint16_t ctr = (uint16_t) (own + sent);
+        if (b->desc_index != ctr)
+          {
+            err = MEMIF_ERR_INVAL_ARG;
+            break;
+          }
+        /* The application may have moved data inside its buffer. */
+        const uintptr_t p = (uintptr_t) b->data;
+        if (p < own_start || p - own_start >= sb.limit)
+          {
+            err = MEMIF_ERR_INVAL_ARG;
+            break;
+          }
+        const uint32_t off = (uint32_t) (p - own_start);
+        const uint32_t in_buf = sb.mask ? off & sb.mask : off % sb.b;
+        if ((uint64_t) in_buf + b->len > sb.b)
+          {
+            err = MEMIF_ERR_INVAL_ARG;
+            break;
+          }
+        memif_desc_t *d = &ring->desc[ctr & mask];
+        d->region = 1;
+        d->offset = off;
+        d->length = b->len;
+        d->flags = (b->flags & MEMIF_BUFFER_FLAG_NEXT) ? MEMIF_DESC_FLAG_NEXT : 0;
+      }
   if (sent == 0)
     return err;
   q->own = (uint16_t) (q->own + sent);
