@@ -11,6 +11,9 @@
 #include <string.h>
 
 #include "_support.h"
+#ifndef MEMIF_CFFI_SYSTEM_LIBMEMIF
+#include "memif_private.h"
+#endif
 
 #ifndef MEMIF_CFFI_VERSION
 #error "MEMIF_CFFI_VERSION must be defined by the build (build_ffi.py)"
@@ -275,6 +278,21 @@ memif_cffi_rx_copy (memif_conn_handle_t conn, uint16_t qid, uint8_t *data, uint3
   state->dropping = 0;
   state->len = 0;
 
+#ifndef MEMIF_CFFI_SYSTEM_LIBMEMIF
+  /* The bundled library copies single-buffer packets in one pass; what it
+   * leaves (a chain, an oversized packet, an unusual ring) goes on below. */
+  if (!in_chain)
+    {
+      uint16_t fast = 0;
+      int general = 0;
+      rc = memif_rx_copy_simple (conn, qid, data, stride, limit, lens, max_packets, headroom,
+                                 &fast, &general);
+      got = fast;
+      if (rc != MEMIF_ERR_SUCCESS || !general)
+        goto finish;
+    }
+#endif
+
   for (;;)
     {
       /* Each buffer either continues the current packet or starts a new
@@ -339,6 +357,9 @@ memif_cffi_rx_copy (memif_conn_handle_t conn, uint16_t qid, uint8_t *data, uint3
         break; /* ring drained */
     }
 
+#ifndef MEMIF_CFFI_SYSTEM_LIBMEMIF
+finish:
+#endif
   if (in_chain)
     {
       state->in_chain = 1;

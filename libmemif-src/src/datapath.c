@@ -554,6 +554,109 @@ memif_rx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
   return MEMIF_ERR_SUCCESS;
 }
 
+int
+memif_rx_copy_simple (memif_conn_handle_t conn, uint16_t qid, uint8_t *dst, uint32_t stride,
+                      uint32_t limit, uint32_t *lens, uint16_t max, uint16_t headroom,
+                      uint16_t *got, int *general)
+{
+  memif_conn_t *c;
+  memif_queue_t *q;
+  *got = 0;
+  *general = 0;
+  int err = guard (conn, qid, 1, &c, &q);
+  if (err)
+    return err;
+  const int master = c->is_master;
+  const uint32_t b = c->buffer_size;
+  /* The slots given back are the slots read: a master's tail follows what
+   * it read, a slave's head stays a whole ring ahead of it. */
+  if ((uint16_t) (q->own - q->last) != (master ? 0 : q->size) || (!master && headroom >= b))
+    {
+      *general = 1;
+      return MEMIF_ERR_SUCCESS;
+    }
+  const int interrupt = c->rx_mode[qid] != MEMIF_RX_MODE_POLLING;
+  if (interrupt)
+    {
+      /* As in memif_rx_burst: drain first, so no later signal is lost. */
+      uint64_t v;
+      (void) !read (q->int_fd, &v, sizeof (v));
+    }
+  if (refresh_peer (c, q) < 0)
+    return MEMIF_ERR_DISCONNECTED;
+  const uint16_t avail = (uint16_t) (q->peer_seen - q->last);
+  const uint16_t n = avail < max ? avail : max;
+  memif_desc_t *desc = q->ring->desc;
+  const uint32_t mask = q->mask;
+  const uint16_t last = q->last;
+  const region_view_t rv = region_view (c);
+  region_cache_t rc = REGION_CACHE_EMPTY;
+  slave_bufs_t sb = { 0 };
+  uint64_t top = 0;
+  if (!master)
+    {
+      sb = slave_bufs (c);
+      if (sb.ext != NULL || sb.mask == 0 || sb.limit < b)
+        {
+          *general = 1;
+          return MEMIF_ERR_SUCCESS;
+        }
+      top = sb.limit - b;
+    }
+  uint16_t i = 0;
+  for (; i < n; i++)
+    {
+      memif_desc_t *d = &desc[(uint16_t) (last + i) & mask];
+      const memif_desc_t seen = read_desc (d);
+      if ((seen.flags & MEMIF_DESC_FLAG_NEXT) || seen.length > limit)
+        {
+          *general = 1;
+          break;
+        }
+      if (!desc_in_cached_region (&rc, rv, seen.region, seen.offset, seen.length))
+        {
+          memif_mark_broken (c, "invalid descriptor");
+          err = MEMIF_ERR_DISCONNECTED;
+          break;
+        }
+      uint32_t base = 0;
+      if (!master)
+        {
+          /* The buffer to post again, found from the offset just read. */
+          base = seen.offset & ~sb.mask;
+          if (base > top)
+            {
+              memif_mark_broken (c, "invalid descriptor");
+              err = MEMIF_ERR_DISCONNECTED;
+              break;
+            }
+        }
+      memcpy (dst + (size_t) i * stride, rc.addr + seen.offset, seen.length);
+      lens[i] = seen.length;
+      if (!master)
+        {
+          d->region = 1;
+          d->offset = base + headroom;
+          d->length = b - headroom;
+          d->flags = 0;
+        }
+    }
+  if (i > 0)
+    {
+      q->last = (uint16_t) (last + i);
+      q->own = (uint16_t) (q->own + i);
+      store_own (c, q);
+    }
+  *got = i;
+  if (err == MEMIF_ERR_SUCCESS && interrupt && avail > i && !*general)
+    {
+      /* Packets remain: keep the eventfd readable, as memif_rx_burst does. */
+      uint64_t one = 1;
+      (void) !write (q->int_fd, &one, sizeof (one));
+    }
+  return err;
+}
+
 MEMIF_EXPORT int
 memif_refill_queue (memif_conn_handle_t conn, uint16_t qid, uint16_t count, uint16_t headroom)
 {

@@ -388,4 +388,21 @@ void memif_ctrl_check_deadlines (memif_db_t *db, uint64_t now);
 /* Mark the connection broken from the data path: the control loop sees EOF. */
 void memif_mark_broken (memif_conn_t *c, const char *reason);
 
+/*
+ * Receive by copying, for the bundled Python helpers: copy whole
+ * single-buffer packets from rx queue qid into dst (packet i at i * stride,
+ * its length in lens[i], at most max packets) and give each slot back as it
+ * is read (a slave re-posts its buffer with headroom), publishing once at
+ * the end. One pass over each descriptor instead of the three of
+ * memif_rx_burst, a copy and memif_refill_queue. It stops early, with
+ * *general set, before anything it leaves to those calls: a chained or a
+ * longer-than-limit packet, a slave whose ring is not fully posted, a
+ * headroom that memif_refill_queue would refuse. *got is the packets
+ * copied. Returns MEMIF_ERR_*; an invalid descriptor marks the connection
+ * broken, as memif_rx_burst does.
+ */
+int memif_rx_copy_simple (memif_conn_handle_t conn, uint16_t qid, uint8_t *dst, uint32_t stride,
+                          uint32_t limit, uint32_t *lens, uint16_t max, uint16_t headroom,
+                          uint16_t *got, int *general);
+
 #endif /* MEMIF_PRIVATE_H */

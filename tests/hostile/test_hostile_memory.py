@@ -56,6 +56,16 @@ def try_recv(side: Side) -> list[bytes] | memif.MemifError:
         return exc
 
 
+def try_recv_into(side: Side) -> list[bytes] | memif.MemifError:
+    """As :func:`try_recv`, through the bulk level (one C call copies the burst)."""
+    batch = memif.PacketBatch(8, 2048)
+    try:
+        side.intf.rx[0].recv_into(batch)
+    except memif.DisconnectedError as exc:
+        return exc
+    return batch.tolist()
+
+
 def try_send(side: Side, frame: bytes = b"x" * 100) -> bool | memif.MemifError:
     try:
         return side.intf.tx[0].send(frame)
@@ -116,7 +126,22 @@ def test_rx_descriptor_outside_any_region(side: Side, case: str) -> None:
     side.recover()
 
 
-def test_rx_bad_descriptor_after_good_ones(side: Side) -> None:
+@pytest.mark.parametrize("case", sorted(BAD_RX_DESCS))
+def test_rx_descriptor_outside_any_region_bulk(side: Side, case: str) -> None:
+    """The same through recv_into, whose single C call reads, copies and gives back."""
+    peer = connected(side)
+    ring = peer.our_rx
+    slot = getattr(ring, peer.producer_counter)
+    publish(ring, peer.producer_counter, [BAD_RX_DESCS[case](peer, peer.good_desc(slot))])
+    got = try_recv_into(side)
+    assert not isinstance(got, list) or got == [], f"buffers handed out: {got!r}"
+    expect_broken(side, peer, INVALID)
+    side.recover()
+
+
+@pytest.mark.parametrize("receive", [try_recv, try_recv_into], ids=["per-packet", "bulk"])
+def test_rx_bad_descriptor_after_good_ones(
+        side: Side, receive: Callable[[Side], list[bytes] | memif.MemifError]) -> None:
     """Good packets before the bad one may be delivered; the bad one never is."""
     peer = connected(side)
     ring = peer.our_rx
@@ -124,7 +149,7 @@ def test_rx_bad_descriptor_after_good_ones(side: Side) -> None:
     descs = [peer.good_desc(start + i) for i in range(3)]
     descs.append(Descriptor(0, 1, 64, 0xFFFFFF00))
     publish(ring, peer.producer_counter, descs)
-    got = try_recv(side)
+    got = receive(side)
     if isinstance(got, list):
         assert len(got) <= 3 and all(len(f) == 64 for f in got)
     expect_broken(side, peer, INVALID)
