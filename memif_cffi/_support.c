@@ -158,9 +158,25 @@ static int
 tx_copy_checked (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
                  const uint32_t *offsets, const uint32_t *lens, uint16_t count, uint16_t *sent)
 {
-  memif_buffer_t *bufs = tx_scratch ();
+  memif_buffer_t *bufs;
   uint32_t done = 0;
 
+#ifndef MEMIF_CFFI_SYSTEM_LIBMEMIF
+  /* The bundled library copies single-buffer packets in one pass; the rest
+   * (a packet that needs a chain, an unusual queue) goes on below. */
+  {
+    uint16_t fast = 0;
+    int general = 0;
+    int rc = memif_tx_copy_simple (conn, qid, data, offsets, lens, count, &fast, &general);
+    *sent = (uint16_t) (*sent + fast);
+    if (rc != MEMIF_ERR_SUCCESS || !general)
+      return rc;
+    offsets += fast;
+    lens += fast;
+    count = (uint16_t) (count - fast);
+  }
+#endif
+  bufs = tx_scratch ();
   if (bufs == NULL)
     return MEMIF_ERR_NOMEM;
 

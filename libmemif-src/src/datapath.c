@@ -485,6 +485,97 @@ memif_tx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
   return err;
 }
 
+int
+memif_tx_copy_simple (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
+                      const uint32_t *offsets, const uint32_t *lens, uint16_t count,
+                      uint16_t *sent, int *general)
+{
+  memif_conn_t *c;
+  memif_queue_t *q;
+  *sent = 0;
+  *general = 0;
+  int err = guard (conn, qid, 0, &c, &q);
+  if (err)
+    return err;
+  if (count == 0)
+    return MEMIF_ERR_SUCCESS;
+  const int master = c->is_master;
+  slave_bufs_t sb = { 0 };
+  if (!master)
+    sb = slave_bufs (c);
+  if (q->alloc != 0 || sb.ext != NULL)
+    {
+      *general = 1;
+      return MEMIF_ERR_SUCCESS;
+    }
+  uint32_t free_slots;
+  if ((err = tx_free (c, q, &free_slots)) != MEMIF_ERR_SUCCESS)
+    return err;
+  const uint32_t n = count < free_slots ? count : free_slots;
+  memif_desc_t *desc = q->ring->desc;
+  const uint32_t mask = q->mask;
+  const uint16_t own = q->own;
+  uint32_t i = 0;
+  if (master)
+    {
+      const region_view_t rv = region_view (c);
+      region_cache_t rc = REGION_CACHE_EMPTY;
+      for (; i < n; i++)
+        {
+          memif_desc_t *d = &desc[(uint16_t) (own + i) & mask];
+          const memif_desc_t posted = read_desc (d);
+          const uint32_t len = lens[i];
+          if (posted.length == 0
+              || !desc_in_cached_region (&rc, rv, posted.region, posted.offset, posted.length))
+            {
+              memif_mark_broken (c, "invalid descriptor");
+              err = MEMIF_ERR_DISCONNECTED;
+              break;
+            }
+          if (len > posted.length)
+            {
+              *general = 1; /* needs a chain */
+              break;
+            }
+          memcpy (rc.addr + posted.offset, data + offsets[i], len);
+          d->length = len;
+          d->flags = 0;
+        }
+    }
+  else
+    {
+      uint8_t *own_buffers = c->regions[1].addr;
+      for (; i < n; i++)
+        {
+          memif_desc_t *d = &desc[(uint16_t) (own + i) & mask];
+          const uint32_t len = lens[i];
+          uint32_t base;
+          if (len > sb.b)
+            {
+              *general = 1;
+              break;
+            }
+          if (slave_buffer_base (&sb, d, &base) < 0)
+            {
+              err = MEMIF_ERR_DISCONNECTED;
+              break;
+            }
+          memcpy (own_buffers + base, data + offsets[i], len);
+          d->region = 1;
+          d->offset = base;
+          d->length = len;
+          d->flags = 0;
+        }
+    }
+  if (i == 0)
+    return err;
+  q->own = (uint16_t) (own + i);
+  store_own (c, q);
+  *sent = (uint16_t) i;
+  signal_peer_if_wanted (q, &err);
+  return err;
+}
+
 MEMIF_EXPORT int
 memif_rx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, uint16_t count,
                 uint16_t *rx)

@@ -401,6 +401,19 @@ void memif_mark_broken (memif_conn_t *c, const char *reason);
  * copied. Returns MEMIF_ERR_*; an invalid descriptor marks the connection
  * broken, as memif_rx_burst does.
  */
+/*
+ * Send by copying, the other direction: packet i is lens[i] bytes at
+ * data + offsets[i]; each is copied straight into the buffer of its slot and
+ * the descriptor written, one pass, publishing (and signalling) once. Sends
+ * up to count packets, fewer when the ring fills (*sent, MEMIF_ERR_SUCCESS).
+ * It stops early with *general set before a packet that needs a chain, or at
+ * once when buffers are allocated and not yet sent or the slave's buffers are
+ * found through an application callback.
+ */
+int memif_tx_copy_simple (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
+                          const uint32_t *offsets, const uint32_t *lens, uint16_t count,
+                          uint16_t *sent, int *general);
+
 int memif_rx_copy_simple (memif_conn_handle_t conn, uint16_t qid, uint8_t *dst, uint32_t stride,
                           uint32_t limit, uint32_t *lens, uint16_t max, uint16_t headroom,
                           uint16_t *got, int *general);
