@@ -41,6 +41,10 @@ uint8_t memif_cffi_args_get_mode (const memif_conn_args_t *a);
  * MEMIF_CFFI_MAX_PACKET (checked before anything is sent), MEMIF_ERR_NOMEM,
  * and the codes of memif_buffer_alloc / memif_tx_burst (*sent still counts
  * what was published before the failure).
+ *
+ * Built with the bundled library, single-buffer packets go through its
+ * one-pass memif_tx_copy_simple (memif_private.h) instead of those two calls;
+ * what reaches the ring and the result are the same.
  */
 int memif_cffi_tx_copy (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
                         const uint32_t *offsets, const uint32_t *lens, uint16_t count,
@@ -75,7 +79,8 @@ typedef struct
  *
  * Errors: MEMIF_ERR_INVAL_ARG for NULL pointers or stride 0, and the codes of
  * memif_rx_burst / memif_refill_queue (*received still counts the packets
- * copied before the failure).
+ * copied before the failure). With the bundled library, single-buffer
+ * packets go through its one-pass memif_rx_copy_simple, with the same result.
  */
 int memif_cffi_rx_copy (memif_conn_handle_t conn, uint16_t qid, uint8_t *data, uint32_t stride,
                         uint32_t *lens, uint16_t max_packets, uint16_t *received,
