@@ -576,6 +576,32 @@ memif_tx_copy_simple (memif_conn_handle_t conn, uint16_t qid, const uint8_t *dat
   return err;
 }
 
+/* Start of a receive: in interrupt mode drain the queue's eventfd first, so
+ * that a signal for packets published after this point is not lost, then
+ * read and check the peer's counter. Returns the packets available, or -1
+ * when the counter broke the connection. */
+static inline int
+rx_start (memif_conn_t *c, memif_queue_t *q, int interrupt)
+{
+  if (interrupt)
+    {
+      uint64_t v;
+      (void) !read (q->int_fd, &v, sizeof (v));
+    }
+  if (refresh_peer (c, q) < 0)
+    return -1;
+  return (uint16_t) (q->peer_seen - q->last);
+}
+
+/* Interrupt mode, packets left in the ring after a receive: keep the
+ * eventfd readable for level-triggered loops. */
+static inline void
+rx_signal_more (memif_queue_t *q)
+{
+  uint64_t one = 1;
+  (void) !write (q->int_fd, &one, sizeof (one));
+}
+
 MEMIF_EXPORT int
 memif_rx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, uint16_t count,
                 uint16_t *rx)
@@ -589,16 +615,10 @@ memif_rx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
     return MEMIF_ERR_INVAL_ARG;
   *rx = 0;
   const int interrupt = c->rx_mode[qid] != MEMIF_RX_MODE_POLLING;
-  if (interrupt)
-    {
-      /* Drain before reading the counter, so a signal for packets published
-       * after this point is not lost. */
-      uint64_t v;
-      (void) !read (q->int_fd, &v, sizeof (v));
-    }
-  if (refresh_peer (c, q) < 0)
+  const int ready = rx_start (c, q, interrupt);
+  if (ready < 0)
     return MEMIF_ERR_DISCONNECTED;
-  uint16_t avail = (uint16_t) (q->peer_seen - q->last);
+  const uint16_t avail = (uint16_t) ready;
   uint16_t n = avail < count ? avail : count;
   memif_ring_t *ring = q->ring;
   const uint32_t mask = q->mask;
@@ -635,11 +655,7 @@ memif_rx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
   if (avail > count)
     {
       if (interrupt)
-        {
-          /* Packets remain: keep the eventfd readable for level-triggered loops. */
-          uint64_t one = 1;
-          (void) !write (q->int_fd, &one, sizeof (one));
-        }
+        rx_signal_more (q);
       return MEMIF_ERR_NOBUF;
     }
   return MEMIF_ERR_SUCCESS;
@@ -667,15 +683,10 @@ memif_rx_copy_simple (memif_conn_handle_t conn, uint16_t qid, uint8_t *dst, uint
       return MEMIF_ERR_SUCCESS;
     }
   const int interrupt = c->rx_mode[qid] != MEMIF_RX_MODE_POLLING;
-  if (interrupt)
-    {
-      /* As in memif_rx_burst: drain first, so no later signal is lost. */
-      uint64_t v;
-      (void) !read (q->int_fd, &v, sizeof (v));
-    }
-  if (refresh_peer (c, q) < 0)
+  const int ready = rx_start (c, q, interrupt);
+  if (ready < 0)
     return MEMIF_ERR_DISCONNECTED;
-  const uint16_t avail = (uint16_t) (q->peer_seen - q->last);
+  const uint16_t avail = (uint16_t) ready;
   const uint16_t n = avail < max ? avail : max;
   memif_desc_t *desc = q->ring->desc;
   const uint32_t mask = q->mask;
@@ -740,11 +751,7 @@ memif_rx_copy_simple (memif_conn_handle_t conn, uint16_t qid, uint8_t *dst, uint
     }
   *got = i;
   if (err == MEMIF_ERR_SUCCESS && interrupt && avail > i && !*general)
-    {
-      /* Packets remain: keep the eventfd readable, as memif_rx_burst does. */
-      uint64_t one = 1;
-      (void) !write (q->int_fd, &one, sizeof (one));
-    }
+    rx_signal_more (q);
   return err;
 }
 

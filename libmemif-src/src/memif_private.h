@@ -389,20 +389,7 @@ void memif_ctrl_check_deadlines (memif_db_t *db, uint64_t now);
 void memif_mark_broken (memif_conn_t *c, const char *reason);
 
 /*
- * Receive by copying, for the bundled Python helpers: copy whole
- * single-buffer packets from rx queue qid into dst (packet i at i * stride,
- * its length in lens[i], at most max packets) and give each slot back as it
- * is read (a slave re-posts its buffer with headroom), publishing once at
- * the end. One pass over each descriptor instead of the three of
- * memif_rx_burst, a copy and memif_refill_queue. It stops early, with
- * *general set, before anything it leaves to those calls: a chained or a
- * longer-than-limit packet, a slave whose ring is not fully posted, a
- * headroom that memif_refill_queue would refuse. *got is the packets
- * copied. Returns MEMIF_ERR_*; an invalid descriptor marks the connection
- * broken, as memif_rx_burst does.
- */
-/*
- * Send by copying, the other direction: packet i is lens[i] bytes at
+ * Send by copying, for the bundled Python helpers: packet i is lens[i] bytes at
  * data + offsets[i]; each is copied straight into the buffer of its slot and
  * the descriptor written, one pass, publishing (and signalling) once. Sends
  * up to count packets, fewer when the ring fills (*sent, MEMIF_ERR_SUCCESS).
@@ -414,6 +401,19 @@ int memif_tx_copy_simple (memif_conn_handle_t conn, uint16_t qid, const uint8_t 
                           const uint32_t *offsets, const uint32_t *lens, uint16_t count,
                           uint16_t *sent, int *general);
 
+/*
+ * Receive by copying, the other direction: copy whole
+ * single-buffer packets from rx queue qid into dst (packet i at i * stride,
+ * its length in lens[i], at most max packets) and give each slot back as it
+ * is read (a slave re-posts its buffer with headroom), publishing once at
+ * the end. One pass over each descriptor instead of the three of
+ * memif_rx_burst, a copy and memif_refill_queue. It stops early, with
+ * *general set, before anything it leaves to those calls: a chained or a
+ * longer-than-limit packet, a slave whose ring is not fully posted, a
+ * headroom that memif_refill_queue would refuse. *got is the packets
+ * copied. Returns MEMIF_ERR_*; an invalid descriptor marks the connection
+ * broken, as memif_rx_burst does.
+ */
 int memif_rx_copy_simple (memif_conn_handle_t conn, uint16_t qid, uint8_t *dst, uint32_t stride,
                           uint32_t limit, uint32_t *lens, uint16_t max, uint16_t headroom,
                           uint16_t *got, int *general);
