@@ -210,69 +210,81 @@ tx_free (memif_conn_t *c, memif_queue_t *q, uint32_t *free_slots)
 }
 
 /* Master, memif_buffer_alloc's single-buffer loop: reserve up to n slots
- * from counter start, one packet of size bytes each, and stop at the first
- * posted buffer that is too small or fails a check. Returns the packets
- * reserved. A function of its own, so that the loop keeps its few values in
- * registers. */
+ * from counter start, one packet of size (> 0) bytes each, and stop at the
+ * first posted buffer that is too small or fails a check. Returns the
+ * packets reserved. A function of its own, written so that its values fit
+ * in registers: the loop walks a pointer and a counter, the last region
+ * used is three scalars, and the region table is read only on a change. */
 __attribute__ ((noinline)) static uint16_t
-alloc_master_fast (memif_queue_t *q, region_view_t rv, memif_buffer_t *bufs, uint32_t start,
-                   uint32_t n, uint16_t size)
+alloc_master_fast (memif_queue_t *q, memif_buffer_t *bufs, uint32_t start, uint32_t n,
+                   uint16_t size)
 {
-  memif_desc_t *desc = q->ring->desc;
+  const volatile memif_desc_t *desc = q->ring->desc;
   memif_slot_t *slots = q->slots;
   const uint32_t mask = q->mask;
-  region_cache_t rc = REGION_CACHE_EMPTY;
-  uint32_t i = 0;
-  for (; i < n; i++)
+  uint32_t rid = UINT32_MAX;
+  uint8_t *raddr = NULL;
+  uint64_t rsize = 0;
+  memif_buffer_t *b = bufs;
+  memif_buffer_t *const end = bufs + n;
+  for (uint32_t ctr = start; b < end; b++, ctr++)
     {
-      const uint32_t ctr = start + i;
       const uint32_t idx = ctr & mask;
-      memif_desc_t *d = &desc[idx];
-      const memif_desc_t posted = read_desc (d);
-      if (posted.length < size || posted.length == 0
-          || !desc_in_cached_region (&rc, rv, posted.region, posted.offset, posted.length))
+      /* each field read once; flags and metadata are not needed */
+      const uint32_t length = desc[idx].length;
+      const uint32_t offset = desc[idx].offset;
+      const uint16_t region = desc[idx].region;
+      if (length < size)
         break;
-      slots[idx] = (memif_slot_t){ .offset = posted.offset, .capacity = posted.length,
-                                   .region = posted.region };
-      d->flags = 0;
-      memif_buffer_t *b = &bufs[i];
+      if (region != rid)
+        {
+          const memif_conn_t *c = q->conn;
+          if (region >= c->n_regions || c->regions[region].addr == NULL)
+            break;
+          rid = region;
+          raddr = c->regions[region].addr;
+          rsize = c->regions[region].size;
+        }
+      if ((uint64_t) offset + length > rsize)
+        break;
+      uint8_t *data = raddr + offset;
+      slots[idx] = (memif_slot_t){ .data = data, .capacity = length };
       b->desc_index = (uint16_t) ctr;
       b->ring = q;
-      b->data = rc.addr + posted.offset;
+      b->data = data;
       b->len = size;
       b->flags = 0;
     }
-  return (uint16_t) i;
+  return (uint16_t) (b - bufs);
 }
 
-/* Slave, the same: the buffer of each slot is found again from the offset
- * last posted in it (no application callback), and size fits one buffer. */
+/* Slave, the same, when buffers are a power of two in size and no
+ * application callback places them: the buffer of each slot is found again
+ * by masking the offset last posted in it, and size fits one buffer. A
+ * buffer that would end past the region stops the loop; the general loop
+ * then reports it. */
 __attribute__ ((noinline)) static uint16_t
-alloc_slave_fast (memif_queue_t *q, const slave_bufs_t *sbp, uint8_t *own_buffers,
+alloc_slave_fast (memif_queue_t *q, const slave_bufs_t *sb, uint8_t *own_buffers,
                   memif_buffer_t *bufs, uint32_t start, uint32_t n, uint16_t size)
 {
-  memif_desc_t *desc = q->ring->desc;
+  const volatile memif_desc_t *desc = q->ring->desc;
   const uint32_t mask = q->mask;
-  const slave_bufs_t sb = *sbp;
-  uint32_t i = 0;
-  for (; i < n; i++)
+  const uint32_t keep = ~sb->mask;
+  const uint64_t top = sb->limit - sb->b; /* the last offset a buffer may start at */
+  memif_buffer_t *b = bufs;
+  memif_buffer_t *const end = bufs + n;
+  for (uint32_t ctr = start; b < end; b++, ctr++)
     {
-      const uint32_t ctr = start + i;
-      memif_desc_t *d = &desc[ctr & mask];
-      uint32_t base;
-      if (slave_buffer_base (&sb, d, &base) < 0)
+      const uint32_t base = desc[ctr & mask].offset & keep;
+      if (base > top)
         break;
-      d->region = 1;
-      d->offset = base;
-      d->flags = 0;
-      memif_buffer_t *b = &bufs[i];
       b->desc_index = (uint16_t) ctr;
       b->ring = q;
       b->data = own_buffers + base;
       b->len = size;
       b->flags = 0;
     }
-  return (uint16_t) i;
+  return (uint16_t) (b - bufs);
 }
 
 MEMIF_EXPORT int
@@ -305,14 +317,17 @@ memif_buffer_alloc (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs
       own_buffers = c->regions[1].addr;
     }
   uint16_t nbufs = 0;
-  /* The common case first: each packet fits one buffer, so packets, buffers
+  /* Reserving writes nothing into the ring: memif_tx_burst writes each
+   * descriptor once, from the buffers the application hands back (a store
+   * here would take the peer's cache line away a second time).
+   * The common case first: each packet fits one buffer, so packets, buffers
    * and slots advance together. The first packet that needs a chain, a
    * descriptor that fails a check, or an application buffer callback sends
    * the rest to the general loop below, which checks everything again. */
   const uint32_t nfast = count < free_slots ? count : free_slots;
-  if (master)
-    nbufs = alloc_master_fast (q, rv, bufs, start, nfast, size);
-  else if (sb.ext == NULL && size <= sb.b)
+  if (master && size > 0)
+    nbufs = alloc_master_fast (q, bufs, start, nfast, size);
+  else if (!master && sb.ext == NULL && sb.mask != 0 && sb.limit >= sb.b && size <= sb.b)
     nbufs = alloc_slave_fast (q, &sb, own_buffers, bufs, start, nfast, size);
   uint32_t used = nbufs;     /* slots taken, the current packet's chain included */
   uint32_t reserved = nbufs; /* slots of complete packets */
@@ -347,11 +362,9 @@ memif_buffer_alloc (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs
                   nbufs = first;
                   goto done;
                 }
-              slots[idx] = (memif_slot_t){ .offset = posted.offset,
-                                           .capacity = posted.length,
-                                           .region = posted.region };
               cap = posted.length;
               data = (uint8_t *) rv.r[posted.region].addr + posted.offset;
+              slots[idx] = (memif_slot_t){ .data = data, .capacity = cap };
             }
           else
             {
@@ -363,8 +376,6 @@ memif_buffer_alloc (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs
                   nbufs = first;
                   goto done;
                 }
-              d->region = 1;
-              d->offset = base;
               cap = sb.b;
               data = own_buffers + base;
             }
@@ -377,7 +388,6 @@ memif_buffer_alloc (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs
           b->data = data;
           b->len = len;
           b->flags = remaining ? MEMIF_BUFFER_FLAG_NEXT : 0;
-          d->flags = remaining ? MEMIF_DESC_FLAG_NEXT : 0;
           if (remaining == 0)
             break;
         }
@@ -387,6 +397,69 @@ done:
   q->alloc = (uint16_t) (q->alloc + reserved);
   *count_out = nbufs;
   return err;
+}
+
+/* The descriptor flags of a buffer's flags (both use bit 0 for "next"). */
+_Static_assert (MEMIF_BUFFER_FLAG_NEXT == MEMIF_DESC_FLAG_NEXT, "NEXT flags differ");
+#define DESC_FLAGS_OF(b) ((uint16_t) ((b)->flags & MEMIF_BUFFER_FLAG_NEXT))
+
+/* Master, memif_tx_burst's loop: each buffer must be the next reserved slot
+ * and still the buffer reserved there (no more bytes than it holds); its
+ * length and flags go into the descriptor. Returns the buffers that passed,
+ * in order. */
+static inline uint32_t
+tx_master (memif_queue_t *q, const memif_buffer_t *bufs, uint32_t n)
+{
+  memif_desc_t *desc = q->ring->desc;
+  const memif_slot_t *slots = q->slots;
+  const uint32_t mask = q->mask;
+  const uint32_t own = q->own;
+  uint32_t i = 0;
+  for (; i < n; i++)
+    {
+      const memif_buffer_t *b = &bufs[i];
+      const uint16_t ctr = (uint16_t) (own + i);
+      const uint32_t idx = ctr & mask;
+      if (b->desc_index != ctr || b->data != slots[idx].data || b->len > slots[idx].capacity)
+        break;
+      desc[idx].length = b->len;
+      desc[idx].flags = DESC_FLAGS_OF (b);
+    }
+  return i;
+}
+
+/* Slave, the same: the application may have moved the data inside its
+ * buffer, so each buffer is checked against the buffer region and its
+ * buffer's end, and the whole descriptor is written. pow2 (a constant at
+ * each call) selects a mask over a modulo for the offset in the buffer. */
+static inline __attribute__ ((always_inline)) uint32_t
+tx_slave (memif_queue_t *q, const slave_bufs_t *sb, uintptr_t own_start,
+          const memif_buffer_t *bufs, uint32_t n, const int pow2)
+{
+  memif_desc_t *desc = q->ring->desc;
+  const uint32_t mask = q->mask;
+  const uint32_t own = q->own;
+  const uint64_t limit = sb->limit;
+  const uint32_t bsize = sb->b, bmask = sb->mask;
+  uint32_t i = 0;
+  for (; i < n; i++)
+    {
+      const memif_buffer_t *b = &bufs[i];
+      const uint16_t ctr = (uint16_t) (own + i);
+      const uintptr_t rel = (uintptr_t) b->data - own_start; /* wraps when below */
+      if (b->desc_index != ctr || rel >= limit)
+        break;
+      const uint32_t off = (uint32_t) rel;
+      const uint32_t in_buf = pow2 ? off & bmask : off % bsize;
+      if ((uint64_t) in_buf + b->len > bsize)
+        break;
+      memif_desc_t *d = &desc[ctr & mask];
+      d->region = 1;
+      d->offset = off;
+      d->length = b->len;
+      d->flags = DESC_FLAGS_OF (b);
+    }
+  return i;
 }
 
 MEMIF_EXPORT int
@@ -403,84 +476,25 @@ memif_tx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
   *tx = 0;
   if (count == 0)
     return MEMIF_ERR_SUCCESS;
-  uint16_t n = count < q->alloc ? count : q->alloc;
-  memif_ring_t *ring = q->ring;
-  const uint32_t mask = q->mask;
-  const uint16_t own = q->own;
-  const int master = c->is_master;
-  const region_view_t rv = region_view (c);
-  const memif_slot_t *slots = q->slots;
-  region_cache_t rc = REGION_CACHE_EMPTY;
-  slave_bufs_t sb = { 0 };
-  uintptr_t own_start = 0;
-  if (!master)
-    {
-      sb = slave_bufs (c);
-      own_start = (uintptr_t) c->regions[1].addr;
-    }
-  uint16_t sent = 0;
-  /* One loop per role, so that neither pays for the other's checks. A buffer
-   * must come in slot order and lie inside the buffer it was given. */
-  if (master)
-    for (; sent < n; sent++)
-      {
-        const memif_buffer_t *b = &bufs[sent];
-        const uint16_t ctr = (uint16_t) (own + sent);
-        if (b->desc_index != ctr)
-          {
-            err = MEMIF_ERR_INVAL_ARG;
-            break;
-          }
-        const uint32_t idx = ctr & mask;
-        const memif_slot_t *s = &slots[idx];
-        /* The slot was filled from a checked descriptor: its region exists. */
-        if (s->region != rc.id)
-          rc = (region_cache_t){ .id = s->region, .addr = rv.r[s->region].addr };
-        if (b->data != rc.addr + s->offset || b->len > s->capacity)
-          {
-            err = MEMIF_ERR_INVAL_ARG;
-            break;
-          }
-        memif_desc_t *d = &ring->desc[idx];
-        d->length = b->len;
-        d->flags = (b->flags & MEMIF_BUFFER_FLAG_NEXT) ? MEMIF_DESC_FLAG_NEXT : 0;
-      }
+  const uint32_t n = count < q->alloc ? count : q->alloc;
+  uint32_t sent;
+  if (c->is_master)
+    sent = tx_master (q, bufs, n);
   else
-    for (; sent < n; sent++)
-      {
-        const memif_buffer_t *b = &bufs[sent];
-        const uint16_t ctr = (uint16_t) (own + sent);
-        if (b->desc_index != ctr)
-          {
-            err = MEMIF_ERR_INVAL_ARG;
-            break;
-          }
-        /* The application may have moved data inside its buffer. */
-        const uintptr_t p = (uintptr_t) b->data;
-        if (p < own_start || p - own_start >= sb.limit)
-          {
-            err = MEMIF_ERR_INVAL_ARG;
-            break;
-          }
-        const uint32_t off = (uint32_t) (p - own_start);
-        const uint32_t in_buf = sb.mask ? off & sb.mask : off % sb.b;
-        if ((uint64_t) in_buf + b->len > sb.b)
-          {
-            err = MEMIF_ERR_INVAL_ARG;
-            break;
-          }
-        memif_desc_t *d = &ring->desc[ctr & mask];
-        d->region = 1;
-        d->offset = off;
-        d->length = b->len;
-        d->flags = (b->flags & MEMIF_BUFFER_FLAG_NEXT) ? MEMIF_DESC_FLAG_NEXT : 0;
-      }
+    {
+      const slave_bufs_t sb = slave_bufs (c);
+      const uintptr_t own_start = (uintptr_t) c->regions[1].addr;
+      sent = sb.mask ? tx_slave (q, &sb, own_start, bufs, n, 1)
+                     : tx_slave (q, &sb, own_start, bufs, n, 0);
+    }
+  if (sent < n)
+    err = MEMIF_ERR_INVAL_ARG;
   if (sent == 0)
     return err;
   q->own = (uint16_t) (q->own + sent);
   q->alloc = (uint16_t) (q->alloc - sent);
   store_own (c, q);
-  *tx = sent;
+  *tx = (uint16_t) sent;
   signal_peer_if_wanted (q, &err);
   return err;
 }

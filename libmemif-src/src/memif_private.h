@@ -248,12 +248,13 @@ typedef struct
   uint8_t is_external;
 } memif_region_t;
 
-/* Master's private copy of what the slave posted in one M2S slot. */
+/* Master's private record of the buffer the slave posted in one M2S slot,
+ * checked when it was reserved: where it is mapped here and how many bytes
+ * it holds. memif_tx_burst compares the application's buffers with it. */
 typedef struct
 {
-  uint32_t offset;
+  uint8_t *data;
   uint32_t capacity;
-  uint16_t region;
 } memif_slot_t;
 
 typedef struct

@@ -233,6 +233,14 @@ def test_tx_len_checks(tmp_path: Path) -> None:
         rc, sent = tx_burst(m.conn, 0, one, 1)
         expect(rc, "INVAL_ARG", "len > posted capacity")
         assert sent == 0
+        # A master writes only lengths: its data must stay where the slave posted it.
+        posted = one[0].data
+        one[0].len = 10
+        one[0].data = ffi.cast("uint8_t *", posted) + 1
+        rc, sent = tx_burst(m.conn, 0, one, 1)
+        expect(rc, "INVAL_ARG", "master buffer moved")
+        assert sent == 0
+        one[0].data = posted
         one[0].len = 1984
         ffi.memmove(one[0].data, b"c" * 1984, 1984)
         assert tx_burst(m.conn, 0, one, 1) == (0, 1)
