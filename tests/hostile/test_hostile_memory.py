@@ -73,6 +73,23 @@ def try_send(side: Side, frame: bytes = b"x" * 100) -> bool | memif.MemifError:
         return exc
 
 
+def try_send_batch(side: Side, frame: bytes = b"x" * 100,
+                   count: int = 4) -> bool | memif.MemifError:
+    """As :func:`try_send`, ``count`` copies of ``frame`` through the bulk level
+    (one C call copies the burst into the ring); True when all were queued."""
+    batch = memif.PacketBatch(count, len(frame))
+    batch.fill(frame)
+    try:
+        return side.intf.tx[0].send_batch(batch) == count
+    except memif.DisconnectedError as exc:
+        return exc
+
+
+#: the send levels whose C paths read the slave's free S2M descriptors
+SENDERS = pytest.mark.parametrize("send", [try_send, try_send_batch], ids=["per-packet", "bulk"])
+Sender = Callable[[Side], "bool | memif.MemifError"]
+
+
 def expect_broken(side: Side, peer: Peer, reason: str) -> None:
     """Our side must now disconnect with ``reason``; the peer sees the socket close."""
     side.wait_disconnected()
@@ -405,7 +422,8 @@ def test_master_tx_posted_buffer_overlaps_a_ring(our_master: OurMaster, target: 
     our_master.recover()
 
 
-def test_slave_tx_free_buffer_offset_scribbled(our_slave: OurSlave) -> None:
+@SENDERS
+def test_slave_tx_free_buffer_offset_scribbled(our_slave: OurSlave, send: Sender) -> None:
     """A master rewrites the offset of a free S2M descriptor (its own memory is the
     slave's): our slave must not write outside its buffer region."""
     peer = our_slave.connect_peer()
@@ -413,8 +431,29 @@ def test_slave_tx_free_buffer_offset_scribbled(our_slave: OurSlave) -> None:
     slot = ring.head  # the next slot our slave fills
     d = ring.get_desc(slot)
     ring.set_desc(slot, Descriptor(d.flags, d.region, d.length, 0xFFFFFF00))
-    got = try_send(our_slave)
+    got = send(our_slave)
     assert got is not True
+    expect_broken(our_slave, peer, INVALID)
+    our_slave.recover()
+
+
+def test_slave_tx_scribbled_offset_after_good_slots(our_slave: OurSlave) -> None:
+    """The third free S2M slot of a bulk send points past the buffer region: the two
+    packets before it still reach the peer, in order and intact, nothing is written
+    for the third, and the connection ends with the reason."""
+    peer = our_slave.connect_peer()
+    ring = peer.our_tx
+    bad = (ring.head + 2) & 0xFFFF
+    d = ring.get_desc(bad)
+    ring.set_desc(bad, Descriptor(d.flags, d.region, d.length, 0xFFFFFF00))
+    batch = memif.PacketBatch(4, 64)
+    for i in range(4):
+        batch.append(bytes([0x30 + i]) * 64)
+    with pytest.raises(memif.DisconnectedError):
+        our_slave.intf.tx[0].send_batch(batch)
+    assert ring.head == bad  # exactly the two good packets published
+    assert peer.recv_until(0, 2) == [b"0" * 64, b"1" * 64]
+    assert ring.get_desc(bad).offset == 0xFFFFFF00  # the bad slot was not touched
     expect_broken(our_slave, peer, INVALID)
     our_slave.recover()
 
