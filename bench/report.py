@@ -191,8 +191,8 @@ def targets(res: Result) -> list[Target]:
         return (f"worst at b{burst} {num.split('-')[-1]}: {1e3 / py:.1f} ns/packet vs "
                 f"{1e3 / c:.1f} for C, i.e. {per_call:.2f} µs more per burst of {burst}: a cost "
                 "per call, not per packet (CPython's method call, cffi's argument "
-                "conversion and GIL release: about 2,900 instructions by callgrind, nearly "
-                "as many as the C core spends on a whole burst of 32), so it bounds "
+                "conversion and GIL release: about 3,300 instructions by callgrind, more "
+                "than the C core spends on a whole burst of 32, about 2,600), so it bounds "
                 "the ratio at small bursts and fades at 256; see bench/README.md")
 
     py64 = groups(res, "python", size=64)
