@@ -10,7 +10,7 @@
 #                the C test programs built with AddressSanitizer + UBSan
 #   make coverage  the whole suite again, measuring line coverage of libmemif-src/src
 #                (gcov, >= 90%) and memif_cffi (coverage.py, >= 95%)
-#   make bench   benchmarks into docs/benchmarks.md (~11 min; BENCH_QUICK=1: ~1 min smoke run)
+#   make bench   benchmarks into docs/benchmarks.md (~12 min; BENCH_QUICK=1: ~1 min smoke run)
 #   make clean   remove build products (keeps .venv)
 
 PYTHON3 ?= python3
