@@ -532,12 +532,15 @@ class OurSlave(Side):
     """Our slave interface (automatic reconnection off); the peers are :class:`HostileMaster`."""
 
     role = memif.Role.SLAVE
+    #: the size of the buffers our slave creates (a subclass may change it)
+    buffer_size = 2048
 
     def _create(self) -> memif.Interface:
         self.ctx.set_reconnect_interval(0)
         intf = self.ctx.interface(
             self.ctx.socket(self.path), role=memif.Role.SLAVE, name="our-slave",
-            ring_size=RING_SIZE, on_connect=self._on_connect, on_disconnect=self._on_disconnect)
+            ring_size=RING_SIZE, buffer_size=self.buffer_size, on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect)
         settle(self.ctx, 0.001)
         return intf
 

@@ -422,19 +422,65 @@ def test_master_tx_posted_buffer_overlaps_a_ring(our_master: OurMaster, target: 
     our_master.recover()
 
 
+class OurOddSlave(OurSlave):
+    """Our slave with buffers that are not a power of two in size (its C paths
+    find a slot's buffer with a division instead of a mask)."""
+
+    buffer_size = 1500
+
+
+@pytest.mark.parametrize("slave_class", [OurSlave, OurOddSlave], ids=["2048", "1500"])
 @SENDERS
-def test_slave_tx_free_buffer_offset_scribbled(our_slave: OurSlave, send: Sender) -> None:
+def test_slave_tx_free_buffer_offset_scribbled(tmp_path: Path, slave_class: type[OurSlave],
+                                               send: Sender) -> None:
     """A master rewrites the offset of a free S2M descriptor (its own memory is the
     slave's): our slave must not write outside its buffer region."""
+    our_slave = slave_class(tmp_path)
+    try:
+        peer = our_slave.connect_peer()
+        ring = peer.our_tx
+        slot = ring.head  # the next slot our slave fills
+        d = ring.get_desc(slot)
+        ring.set_desc(slot, Descriptor(d.flags, d.region, d.length, 0xFFFFFF00))
+        got = send(our_slave)
+        assert got is not True
+        assert ring.head == slot  # nothing published
+        expect_broken(our_slave, peer, INVALID)
+        our_slave.recover()
+    finally:
+        our_slave.close()
+
+
+def test_slave_tx_chain_into_scribbled_slot(our_slave: OurSlave) -> None:
+    """A packet longer than a buffer takes two free S2M slots; the master has
+    scribbled the offset of the second. Our slave must refuse the whole packet
+    (nothing published, nothing written through the bad offset) and disconnect."""
     peer = our_slave.connect_peer()
     ring = peer.our_tx
-    slot = ring.head  # the next slot our slave fills
-    d = ring.get_desc(slot)
-    ring.set_desc(slot, Descriptor(d.flags, d.region, d.length, 0xFFFFFF00))
-    got = send(our_slave)
+    second = (ring.head + 1) & 0xFFFF
+    d = ring.get_desc(second)
+    ring.set_desc(second, Descriptor(d.flags, d.region, d.length, 0xFFFFFF00))
+    got = try_send(our_slave, b"c" * 3000)
     assert got is not True
+    assert ring.head == (second - 1) & 0xFFFF
     expect_broken(our_slave, peer, INVALID)
     our_slave.recover()
+
+
+def test_master_tx_chain_into_bad_posted_slot(our_master: OurMaster) -> None:
+    """The slave posts a short but valid buffer, then one outside every region:
+    a packet that needs both must be refused whole and the connection ended."""
+    peer = our_master.connect_peer()
+    ring = peer.our_tx
+    first = ring.tail  # the next slot our master fills
+    d = ring.get_desc(first)
+    ring.set_desc(first, Descriptor(0, d.region, 100, d.offset))
+    ring.set_desc((first + 1) & 0xFFFF, Descriptor(0, 7, 2048, 0))
+    got = try_send(our_master, b"m" * 150)
+    assert got is not True
+    assert ring.tail == first  # nothing published
+    expect_broken(our_master, peer, INVALID)
+    our_master.recover()
 
 
 def test_slave_tx_scribbled_offset_after_good_slots(our_slave: OurSlave) -> None:
