@@ -138,15 +138,31 @@ typedef struct
   uint32_t b;               /* buffer size */
   uint32_t mask;            /* b - 1 when b is a power of two, else 0 */
   uint64_t limit;           /* size of the buffer region */
+  /* The common case: no hook, power-of-two buffers, a region that holds at
+   * least one; a slot's buffer is then its posted offset masked, and valid
+   * when it starts no later than top. The fast loops need it. */
+  int masked;
+  uint64_t top;
 } slave_bufs_t;
 
 static inline slave_bufs_t
 slave_bufs (memif_conn_t *c)
 {
   uint32_t b = c->buffer_size;
-  return (slave_bufs_t){ .c = c, .ext = c->db->get_ext_offset, .b = b,
-                         .mask = (b & (b - 1)) == 0 ? b - 1 : 0,
-                         .limit = c->regions[1].size };
+  slave_bufs_t sb = { .c = c, .ext = c->db->get_ext_offset, .b = b,
+                      .mask = (b & (b - 1)) == 0 ? b - 1 : 0, .limit = c->regions[1].size };
+  sb.masked = sb.ext == NULL && sb.mask != 0 && sb.limit >= b;
+  sb.top = sb.masked ? sb.limit - b : 0;
+  return sb;
+}
+
+/* Slave, the masked case: the buffer an offset points into; 0 when it would
+ * end past the region. */
+static inline int
+slave_masked_base (const slave_bufs_t *sb, uint32_t offset, uint32_t *base)
+{
+  *base = offset & ~sb->mask;
+  return *base <= sb->top;
 }
 
 /* Slave: base offset of the buffer a descriptor points into, validated. */
@@ -212,19 +228,16 @@ tx_free (memif_conn_t *c, memif_queue_t *q, uint32_t *free_slots)
 /* Master, memif_buffer_alloc's single-buffer loop: reserve up to n slots
  * from counter start, one packet of size (> 0) bytes each, and stop at the
  * first posted buffer that is too small or fails a check. Returns the
- * packets reserved. A function of its own, written so that its values fit
- * in registers: the loop walks a pointer and a counter, the last region
- * used is three scalars, and the region table is read only on a change. */
+ * packets reserved. A function of its own, so that its few values stay in
+ * registers; the loop walks a pointer and a counter. */
 __attribute__ ((noinline)) static uint16_t
-alloc_master_fast (memif_queue_t *q, memif_buffer_t *bufs, uint32_t start, uint32_t n,
-                   uint16_t size)
+alloc_master_fast (memif_queue_t *q, region_view_t rv, memif_buffer_t *bufs, uint32_t start,
+                   uint32_t n, uint16_t size)
 {
   const volatile memif_desc_t *desc = q->ring->desc;
   memif_slot_t *slots = q->slots;
   const uint32_t mask = q->mask;
-  uint32_t rid = UINT32_MAX;
-  uint8_t *raddr = NULL;
-  uint64_t rsize = 0;
+  region_cache_t rc = REGION_CACHE_EMPTY;
   memif_buffer_t *b = bufs;
   memif_buffer_t *const end = bufs + n;
   for (uint32_t ctr = start; b < end; b++, ctr++)
@@ -233,21 +246,9 @@ alloc_master_fast (memif_queue_t *q, memif_buffer_t *bufs, uint32_t start, uint3
       /* each field read once; flags and metadata are not needed */
       const uint32_t length = desc[idx].length;
       const uint32_t offset = desc[idx].offset;
-      const uint16_t region = desc[idx].region;
-      if (length < size)
+      if (length < size || !desc_in_cached_region (&rc, rv, desc[idx].region, offset, length))
         break;
-      if (region != rid)
-        {
-          const memif_conn_t *c = q->conn;
-          if (region >= c->n_regions || c->regions[region].addr == NULL)
-            break;
-          rid = region;
-          raddr = c->regions[region].addr;
-          rsize = c->regions[region].size;
-        }
-      if ((uint64_t) offset + length > rsize)
-        break;
-      uint8_t *data = raddr + offset;
+      uint8_t *data = rc.addr + offset;
       slots[idx] = (memif_slot_t){ .data = data, .capacity = length };
       b->desc_index = (uint16_t) ctr;
       b->ring = q;
@@ -258,25 +259,22 @@ alloc_master_fast (memif_queue_t *q, memif_buffer_t *bufs, uint32_t start, uint3
   return (uint16_t) (b - bufs);
 }
 
-/* Slave, the same, when buffers are a power of two in size and no
- * application callback places them: the buffer of each slot is found again
- * by masking the offset last posted in it, and size fits one buffer. A
- * buffer that would end past the region stops the loop; the general loop
- * then reports it. */
+/* Slave, the same, in the masked case (sb->masked), size fitting one
+ * buffer: each slot's buffer is found again from the offset last posted in
+ * it. A buffer that would end past the region stops the loop; the general
+ * loop then reports it. */
 __attribute__ ((noinline)) static uint16_t
 alloc_slave_fast (memif_queue_t *q, const slave_bufs_t *sb, uint8_t *own_buffers,
                   memif_buffer_t *bufs, uint32_t start, uint32_t n, uint16_t size)
 {
   const volatile memif_desc_t *desc = q->ring->desc;
   const uint32_t mask = q->mask;
-  const uint32_t keep = ~sb->mask;
-  const uint64_t top = sb->limit - sb->b; /* the last offset a buffer may start at */
   memif_buffer_t *b = bufs;
   memif_buffer_t *const end = bufs + n;
   for (uint32_t ctr = start; b < end; b++, ctr++)
     {
-      const uint32_t base = desc[ctr & mask].offset & keep;
-      if (base > top)
+      uint32_t base;
+      if (!slave_masked_base (sb, desc[ctr & mask].offset, &base))
         break;
       b->desc_index = (uint16_t) ctr;
       b->ring = q;
@@ -326,8 +324,8 @@ memif_buffer_alloc (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs
    * the rest to the general loop below, which checks everything again. */
   const uint32_t nfast = count < free_slots ? count : free_slots;
   if (master && size > 0)
-    nbufs = alloc_master_fast (q, bufs, start, nfast, size);
-  else if (!master && sb.ext == NULL && sb.mask != 0 && sb.limit >= sb.b && size <= sb.b)
+    nbufs = alloc_master_fast (q, rv, bufs, start, nfast, size);
+  else if (!master && sb.masked && size <= sb.b)
     nbufs = alloc_slave_fast (q, &sb, own_buffers, bufs, start, nfast, size);
   uint32_t used = nbufs;     /* slots taken, the current packet's chain included */
   uint32_t reserved = nbufs; /* slots of complete packets */
@@ -499,44 +497,6 @@ memif_tx_burst (memif_conn_handle_t conn, uint16_t qid, memif_buffer_t *bufs, ui
   return err;
 }
 
-/* Slave, memif_tx_copy_simple's loop when buffers are a power of two in
- * size and no application callback places them: copy up to n packets, one
- * per buffer, into the buffers last posted in the slots from q->own on.
- * Returns the packets copied; stops at a packet longer than a buffer
- * (*why = 1) or at a buffer that would end past the region (*why = 2). A
- * function of its own, so that its few values stay in registers across
- * the memcpy calls. */
-__attribute__ ((noinline)) static uint32_t
-tx_copy_slave_fast (memif_queue_t *q, const slave_bufs_t *sb, const uint8_t *data,
-                    const uint32_t *offsets, const uint32_t *lens, uint32_t n, int *why)
-{
-  memif_desc_t *const desc = q->ring->desc;
-  const uint32_t mask = q->mask, first = q->own; /* 32-bit: the mask keeps it in the ring */
-  uint8_t *const own_buffers = sb->c->regions[1].addr;
-  const uint32_t keep = ~sb->mask, bsize = sb->b;
-  const uint64_t top = sb->limit - bsize; /* the last offset a buffer may start at */
-  uint32_t i = 0;
-  for (; i < n; i++)
-    {
-      memif_desc_t *d = &desc[(first + i) & mask];
-      const uint32_t len = lens[i];
-      const uint32_t base = ((const volatile memif_desc_t *) d)->offset & keep;
-      if (len > bsize || base > top)
-        {
-          *why = len > bsize ? 1 : 2;
-          break;
-        }
-      /* The descriptor first (the peer sees none of it before the counter
-       * is published), so that less has to live across the call. */
-      d->flags = 0;
-      d->region = 1;
-      d->length = len;
-      d->offset = base;
-      memcpy (own_buffers + base, data + offsets[i], len);
-    }
-  return i;
-}
-
 int
 memif_tx_copy_simple (memif_conn_handle_t conn, uint16_t qid, const uint8_t *data,
                       const uint32_t *offsets, const uint32_t *lens, uint16_t count,
@@ -555,7 +515,7 @@ memif_tx_copy_simple (memif_conn_handle_t conn, uint16_t qid, const uint8_t *dat
   slave_bufs_t sb = { 0 };
   if (!master)
     sb = slave_bufs (c);
-  if (q->alloc != 0 || sb.ext != NULL)
+  if (q->alloc != 0 || (!master && !sb.masked))
     {
       *general = 1;
       return MEMIF_ERR_SUCCESS;
@@ -594,21 +554,9 @@ memif_tx_copy_simple (memif_conn_handle_t conn, uint16_t qid, const uint8_t *dat
           d->flags = 0;
         }
     }
-  else if (sb.mask != 0 && sb.limit >= sb.b)
-    {
-      int why = 0;
-      i = tx_copy_slave_fast (q, &sb, data, offsets, lens, n, &why);
-      if (why == 1)
-        *general = 1;
-      else if (why == 2)
-        {
-          memif_mark_broken (c, "invalid descriptor");
-          err = MEMIF_ERR_DISCONNECTED;
-        }
-    }
   else
     {
-      uint8_t *own_buffers = c->regions[1].addr;
+      uint8_t *const own_buffers = c->regions[1].addr;
       for (; i < n; i++)
         {
           memif_desc_t *d = &desc[(uint16_t) (own + i) & mask];
@@ -616,19 +564,22 @@ memif_tx_copy_simple (memif_conn_handle_t conn, uint16_t qid, const uint8_t *dat
           uint32_t base;
           if (len > sb.b)
             {
-              *general = 1;
+              *general = 1; /* needs a chain */
               break;
             }
-          if (slave_buffer_base (&sb, d, &base) < 0)
+          if (!slave_masked_base (&sb, ((const volatile memif_desc_t *) d)->offset, &base))
             {
+              memif_mark_broken (c, "invalid descriptor");
               err = MEMIF_ERR_DISCONNECTED;
               break;
             }
-          memcpy (own_buffers + base, data + offsets[i], len);
-          d->region = 1;
-          d->offset = base;
-          d->length = len;
+          /* The descriptor first (the peer sees none of it before the
+           * counter is published), so that less lives across the call. */
           d->flags = 0;
+          d->region = 1;
+          d->length = len;
+          d->offset = base;
+          memcpy (own_buffers + base, data + offsets[i], len);
         }
     }
   if (i == 0)
@@ -758,16 +709,14 @@ memif_rx_copy_simple (memif_conn_handle_t conn, uint16_t qid, uint8_t *dst, uint
   const region_view_t rv = region_view (c);
   region_cache_t rc = REGION_CACHE_EMPTY;
   slave_bufs_t sb = { 0 };
-  uint64_t top = 0;
   if (!master)
     {
       sb = slave_bufs (c);
-      if (sb.ext != NULL || sb.mask == 0 || sb.limit < b)
+      if (!sb.masked)
         {
           *general = 1;
           return MEMIF_ERR_SUCCESS;
         }
-      top = sb.limit - b;
     }
   uint16_t i = 0;
   for (; i < n; i++)
@@ -789,8 +738,7 @@ memif_rx_copy_simple (memif_conn_handle_t conn, uint16_t qid, uint8_t *dst, uint
       if (!master)
         {
           /* The buffer to post again, found from the offset just read. */
-          base = seen.offset & ~sb.mask;
-          if (base > top)
+          if (!slave_masked_base (&sb, seen.offset, &base))
             {
               memif_mark_broken (c, "invalid descriptor");
               err = MEMIF_ERR_DISCONNECTED;
@@ -846,17 +794,15 @@ memif_refill_queue (memif_conn_handle_t conn, uint16_t qid, uint16_t count, uint
   const uint16_t own = q->own;
   const slave_bufs_t sb = slave_bufs (c);
   uint32_t i = 0;
-  if (sb.ext == NULL && sb.mask != 0 && sb.limit >= b)
+  if (sb.masked)
     {
       /* The common case, without the per-packet choices of slave_buffer_base. */
-      const uint32_t keep = ~sb.mask;
-      const uint64_t top = sb.limit - b;
       const uint32_t len = b - headroom;
       for (; i < k; i++)
         {
           memif_desc_t *d = &ring->desc[(uint16_t) (own + i) & mask];
-          const uint32_t base = ((const volatile memif_desc_t *) d)->offset & keep;
-          if (base > top)
+          uint32_t base;
+          if (!slave_masked_base (&sb, ((const volatile memif_desc_t *) d)->offset, &base))
             break; /* the general loop below reports it */
           d->region = 1;
           d->offset = base + headroom;
