@@ -190,10 +190,10 @@ def targets(res: Result) -> list[Target]:
         per_call = burst * (1 / py - 1 / c)  # us: Mpps -> packets per us
         return (f"worst at b{burst} {num.split('-')[-1]}: {1e3 / py:.1f} ns/packet vs "
                 f"{1e3 / c:.1f} for C, i.e. {per_call:.2f} µs more per burst of {burst}: a cost "
-                "per call, not per packet (CPython's method call, cffi's argument "
-                "conversion and GIL release: about 3,300 instructions by callgrind, more "
-                "than the C core spends on a whole burst of 32, about 2,600), so it bounds "
-                "the ratio at small bursts and fades at 256; see bench/README.md")
+                "per call, not per packet (CPython's method call, cffi's call and GIL "
+                "release: about 2,700 instructions by callgrind, as many as the C core "
+                "spends on a whole burst of 32, about 2,600), so it bounds the ratio at "
+                "small bursts and fades at 256; see bench/README.md")
 
     py64 = groups(res, "python", size=64)
     for direction, ref in (("tx", "c-c/s2m"), ("rx", "c-c/m2s")):

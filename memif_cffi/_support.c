@@ -492,12 +492,16 @@ memif_cffi_queue_send (memif_cffi_queue_t *q, const memif_cffi_batch_t *b, uint3
 }
 
 int
-memif_cffi_queue_recv (memif_cffi_queue_t *q, const memif_cffi_batch_t *b)
+memif_cffi_queue_recv (memif_cffi_queue_t *q, memif_cffi_batch_t *b)
 {
+  int rc;
+
   if (q == NULL || b == NULL || q->state == NULL || b->capacity > UINT16_MAX)
     return -MEMIF_ERR_INVAL_ARG;
-  return memif_cffi_recv_batch (q->conn, q->qid, b->data, b->stride, b->lens,
-                                (uint16_t) b->capacity, q->headroom, q->state, &q->stats);
+  rc = memif_cffi_recv_batch (q->conn, q->qid, b->data, b->stride, b->lens,
+                              (uint16_t) b->capacity, q->headroom, q->state, &q->stats);
+  b->count = q->stats.last;
+  return rc;
 }
 
 /* ------------------------------------------------------------ the gate */
@@ -575,31 +579,37 @@ gate_take (memif_cffi_queue_t *q)
 }
 
 int
-memif_cffi_batch_send (memif_cffi_queue_t *q, const memif_cffi_batch_t *b, uint32_t count)
+memif_cffi_batch_send (const memif_cffi_bulk_t *p)
 {
+  memif_cffi_queue_t *q;
+  uint32_t count;
   int rc;
 
-  if (q == NULL)
+  if (p == NULL || p->q == NULL || p->b == NULL)
     return -MEMIF_ERR_INVAL_ARG;
+  q = p->q;
+  count = p->b->count;
   if (count == 0)
     return 0; /* nothing to send, connected or not (as the checked path) */
   if (!gate_take (q))
     return MEMIF_CFFI_NOT_READY;
-  rc = memif_cffi_queue_send (q, b, 0, count);
+  rc = memif_cffi_queue_send (q, p->b, 0, count);
   atomic_store_explicit (&q->owner, 0, memory_order_release);
   return rc;
 }
 
 int
-memif_cffi_batch_recv (memif_cffi_queue_t *q, const memif_cffi_batch_t *b)
+memif_cffi_batch_recv (const memif_cffi_bulk_t *p)
 {
+  memif_cffi_queue_t *q;
   int rc;
 
-  if (q == NULL)
+  if (p == NULL || p->q == NULL || p->b == NULL)
     return -MEMIF_ERR_INVAL_ARG;
+  q = p->q;
   if (!gate_take (q))
     return MEMIF_CFFI_NOT_READY;
-  rc = memif_cffi_queue_recv (q, b);
+  rc = memif_cffi_queue_recv (q, p->b);
   atomic_store_explicit (&q->owner, 0, memory_order_release);
   return rc;
 }

@@ -154,7 +154,8 @@ typedef struct
 /*
  * A PacketBatch: capacity slots of stride bytes in data, packet i at
  * data + offsets[i] (= i * stride) and lens[i] bytes long; slot_size is the
- * longest packet a slot holds.
+ * longest packet a slot holds. count is the number of valid packets: what
+ * memif_cffi_batch_send sends, what a receive into the batch leaves there.
  */
 typedef struct
 {
@@ -164,7 +165,20 @@ typedef struct
   uint32_t stride;
   uint32_t slot_size;
   uint32_t capacity;
+  uint32_t count;
 } memif_cffi_batch_t;
+
+/*
+ * One queue paired with one batch: the single argument of the unchecked bulk
+ * calls. A call with one pointer argument is the cheapest one cffi makes
+ * (no argument tuple, one conversion), and the pair is built once per batch
+ * and queue, not per burst.
+ */
+typedef struct
+{
+  memif_cffi_queue_t *q;
+  memif_cffi_batch_t *b;
+} memif_cffi_bulk_t;
 
 /*
  * memif_cffi_send_batch of packets start .. start+count-1 of batch b on
@@ -173,8 +187,12 @@ typedef struct
 int memif_cffi_queue_send (memif_cffi_queue_t *q, const memif_cffi_batch_t *b, uint32_t start,
                            uint32_t count);
 
-/* memif_cffi_recv_batch of up to b->capacity packets into batch b from queue q. */
-int memif_cffi_queue_recv (memif_cffi_queue_t *q, const memif_cffi_batch_t *b);
+/*
+ * memif_cffi_recv_batch of up to b->capacity packets into batch b from queue
+ * q; b->count is set to the number received (also when an error ends the
+ * burst: the packets before it are in the batch).
+ */
+int memif_cffi_queue_recv (memif_cffi_queue_t *q, memif_cffi_batch_t *b);
 
 /*
  * The gate: the lock of one queue, kept here so that the bulk calls below can
@@ -211,14 +229,14 @@ void memif_cffi_gate_set_ready (memif_cffi_queue_t *q, int ready);
 #define MEMIF_CFFI_NOT_READY (-1000)
 
 /*
- * The unchecked bulk calls: the whole of batch b (its first count packets) is
- * sent on q, or up to b->capacity packets received into it, with the gate
- * taken and left inside the call. Same results as memif_cffi_queue_send /
- * memif_cffi_queue_recv, or MEMIF_CFFI_NOT_READY; sending 0 packets returns 0
- * without looking at the queue.
+ * The unchecked bulk calls on the pair p = (q, b): the whole of batch b (its
+ * first b->count packets) is sent on q, or up to b->capacity packets received
+ * into it, with the gate taken and left inside the call. Same results as
+ * memif_cffi_queue_send / memif_cffi_queue_recv, or MEMIF_CFFI_NOT_READY;
+ * sending 0 packets returns 0 without looking at the queue.
  */
-int memif_cffi_batch_send (memif_cffi_queue_t *q, const memif_cffi_batch_t *b, uint32_t count);
-int memif_cffi_batch_recv (memif_cffi_queue_t *q, const memif_cffi_batch_t *b);
+int memif_cffi_batch_send (const memif_cffi_bulk_t *p);
+int memif_cffi_batch_recv (const memif_cffi_bulk_t *p);
 
 /*
  * Zero-copy receive: one memif_rx_burst of up to max_bufs buffers into bufs

@@ -35,9 +35,14 @@ class PacketBatch:
 
     ``len(batch)`` is the number of valid packets (:attr:`count`); indexing and
     iteration give writable memoryviews of those packets.
+
+    Reuse a batch from burst to burst: a queue remembers the last few batches
+    it moved (at most four, each referenced until it is displaced or the
+    interface closes), and moving one of them again is a single C call with a
+    single argument.
     """
 
-    __slots__ = ("_buf", "_c", "_count", "_data", "_lens", "_lens_view", "_offsets", "_view",
+    __slots__ = ("_buf", "_c", "_data", "_lens", "_lens_view", "_offsets", "_view",
                  "capacity", "slot_size", "stride")
 
     def __init__(self, capacity: int = 256, slot_size: int = 2048) -> None:
@@ -56,8 +61,9 @@ class PacketBatch:
         self._buf = ffi.buffer(self._data)
         self._view = memoryview(self._buf)
         self._lens_view = memoryview(ffi.buffer(self._lens)).cast("B").cast("I")
-        self._count = 0
-        #: the same storage as one C struct: what a bulk call passes (see _support.h)
+        #: the same storage as one C struct: what a bulk call passes (see _support.h).
+        #: Its ``count`` is the batch's count, kept in C so that a send reads it
+        #: and a receive sets it without a Python argument or result.
         self._c: Any = ffi.new("memif_cffi_batch_t *", {
             "data": self._data, "offsets": self._offsets, "lens": self._lens,
             "stride": self.stride, "slot_size": slot_size, "capacity": capacity})
@@ -82,16 +88,18 @@ class PacketBatch:
     @property
     def count(self) -> int:
         """Number of valid packets (0-``capacity``)."""
-        return self._count
+        count: int = self._c.count
+        return count
 
     @count.setter
     def count(self, value: int) -> None:
         if not isinstance(value, int) or not 0 <= value <= self.capacity:
             raise ValueError(f"count must be an int in 0..{self.capacity}, not {value!r}")
-        self._count = value
+        self._c.count = value
 
     def __len__(self) -> int:
-        return self._count
+        count: int = self._c.count
+        return count
 
     def slot(self, index: int) -> memoryview:
         """Writable view of the whole slot ``index`` (``slot_size`` bytes), for filling in place."""
@@ -102,15 +110,16 @@ class PacketBatch:
 
     def __getitem__(self, index: int) -> memoryview:
         """View of packet ``index`` (its current length), ``index < count``."""
+        count = self._c.count
         if index < 0:
-            index += self._count
-        if not 0 <= index < self._count:
+            index += count
+        if not 0 <= index < count:
             raise IndexError("packet index out of range")
         start = index * self.stride
         return self._view[start : start + self._lens[index]]
 
     def __iter__(self) -> Iterator[memoryview]:
-        for i in range(self._count):
+        for i in range(self._c.count):
             start = i * self.stride
             yield self._view[start : start + self._lens[i]]
 
@@ -118,19 +127,21 @@ class PacketBatch:
 
     def clear(self) -> None:
         """Forget every packet (``count = 0``); the storage is left as it is."""
-        self._count = 0
+        self._c.count = 0
 
     def append(self, frame: bytes | bytearray | memoryview) -> None:
         """Copy one packet into the next free slot."""
         n = len(frame) if not isinstance(frame, memoryview) else frame.nbytes
-        if self._count >= self.capacity:
+        c = self._c
+        i = c.count
+        if i >= self.capacity:
             raise IndexError("PacketBatch is full")
         if n > self.slot_size:
             raise ValueError(f"packet of {n} bytes does not fit a {self.slot_size}-byte slot")
-        start = self._count * self.stride
+        start = i * self.stride
         self._view[start : start + n] = frame
-        self._lens[self._count] = n
-        self._count += 1
+        self._lens[i] = n
+        c.count = i + 1
 
     def extend(self, frames: Iterable[bytes | bytearray | memoryview]) -> None:
         """:meth:`append` every frame (stops with IndexError when full)."""
@@ -157,8 +168,8 @@ class PacketBatch:
 
     def total_bytes(self) -> int:
         """Sum of the lengths of the valid packets (computed in C)."""
-        return int(lib.memif_cffi_sum_u32(self._lens, self._count))
+        return int(lib.memif_cffi_sum_u32(self._lens, self._c.count))
 
     def __repr__(self) -> str:
         return (f"PacketBatch(capacity={self.capacity}, slot_size={self.slot_size}, "
-                f"count={self._count})")
+                f"count={self._c.count})")

@@ -262,6 +262,8 @@ class Interface(Closable):
         """
         errors = self._state.request_close()
         self._context._forget(self)
+        for queue in (*self._rx, *self._tx):
+            queue._pairs.clear()  # the batches they moved lately: theirs to free now
         if errors:
             first = errors[0]
             for other in errors[1:]:

@@ -54,10 +54,14 @@ _ERR_NOBUF_RING = int(lib.MEMIF_ERR_NOBUF_RING)
 _send_batch: Callable[..., int] = lib.memif_cffi_send_batch
 _queue_send: Callable[..., int] = lib.memif_cffi_queue_send
 _queue_recv: Callable[..., int] = lib.memif_cffi_queue_recv
-# The same, taking the queue lock in C; _NOT_READY when the checked path must run.
-_batch_send: Callable[..., int] = lib.memif_cffi_batch_send
-_batch_recv: Callable[..., int] = lib.memif_cffi_batch_recv
+# The same on a (queue, batch) pair, taking the queue lock in C; _NOT_READY when
+# the checked path must run.
+_batch_send: Callable[[Any], int] = lib.memif_cffi_batch_send
+_batch_recv: Callable[[Any], int] = lib.memif_cffi_batch_recv
 _NOT_READY = int(lib.MEMIF_CFFI_NOT_READY)
+# Pairs a queue keeps (one per batch it moved lately): enough for a batch per
+# direction, double or triple buffering; more evicts them all.
+_MAX_PAIRS = 4
 # Published, but the peer's interrupt eventfd could not be written: the packets
 # are in the ring (a polling peer gets them), so the send counts, not raises.
 _ERR_INT_WRITE = int(lib.MEMIF_ERR_INT_WRITE)
@@ -359,12 +363,26 @@ class RxViews(RxViewsBase):
 
 
 class _Queue:
-    __slots__ = ("_cq", "_intf", "_q")
+    __slots__ = ("_cq", "_intf", "_pairs", "_q")
 
     def __init__(self, intf: Interface, state: QueueState) -> None:
         self._intf = intf
         self._q = state
         self._cq = state.cq
+        #: batch -> the memif_cffi_bulk_t (this queue, that batch) the
+        #: one-argument bulk calls take; only exact PacketBatch instances, whose
+        #: memory the key keeps alive while the pair points into it.
+        self._pairs: dict[PacketBatch, Any] = {}
+
+    def _pair(self, batch: PacketBatch) -> None:
+        """Remember the pair of this queue and ``batch`` for the next hot call."""
+        if type(batch) is not PacketBatch:
+            return  # a subclass stays on the checked path
+        pairs = self._pairs
+        if batch not in pairs:
+            if len(pairs) >= _MAX_PAIRS:
+                pairs.clear()
+            pairs[batch] = ffi.new("memif_cffi_bulk_t *", {"q": self._cq, "b": batch._c})
 
     @property
     def qid(self) -> int:
@@ -418,17 +436,20 @@ class RxQueue(_Queue):
         back; ``batch.count`` is set to the result. Packets longer than
         ``batch.slot_size`` are dropped and counted in ``counters.drops``.
         """
-        if type(batch) is PacketBatch:
-            # The hot path: one two-argument C call, which takes the queue lock
-            # itself and declines (_NOT_READY) when anything needs checking.
-            n = _batch_recv(self._cq, batch._c)
+        try:
+            pair = self._pairs[batch]
+        except (KeyError, TypeError):
+            pass  # not paired yet (or not a batch at all): the checked path
+        else:
+            # The hot path: one one-argument C call, which takes the queue lock
+            # itself, sets batch.count and declines (_NOT_READY) when anything
+            # needs checking.
+            n = _batch_recv(pair)
             if n >= 0:
-                batch._count = n
                 return n
             if n != _NOT_READY:
-                batch._count = self._q.stats.last
                 raise error_for(-n, f"receiving on rx queue {self._q.qid}")
-        elif not isinstance(batch, PacketBatch):
+        if not isinstance(batch, PacketBatch):
             raise TypeError(f"recv_into() needs a PacketBatch, not {type(batch).__name__}")
         # The checked path: the same call, under the lock taken here.
         q = self._q
@@ -440,9 +461,8 @@ class RxQueue(_Queue):
         finally:
             q.lock.release()
         if n < 0:
-            batch._count = q.stats.last
             raise error_for(-n, f"receiving on rx queue {q.qid}")
-        batch._count = n
+        self._pair(batch)  # the hot path takes the next call
         return n
 
     def views(self, max_packets: int = 256) -> RxViews:
@@ -568,21 +588,27 @@ class TxQueue(_Queue):
         sender retries with ``start += sent``. Lengths are checked against
         ``batch.slot_size`` in C before anything is sent.
         """
-        if type(batch) is PacketBatch and start == 0 and count is None:
-            # The hot path: the whole batch in one three-argument C call, which
-            # takes the queue lock itself and declines (_NOT_READY) when
-            # anything needs checking.
-            sent = _batch_send(self._cq, batch._c, batch._count)
-            if sent >= 0:
-                return sent
-            if sent != _NOT_READY:
-                raise error_for(-sent, f"sending on tx queue {self._q.qid}")
-        elif not isinstance(batch, PacketBatch):
+        if start == 0 and count is None:
+            try:
+                pair = self._pairs[batch]
+            except (KeyError, TypeError):
+                pass  # not paired yet (or not a batch at all): the checked path
+            else:
+                # The hot path: the whole batch in one one-argument C call,
+                # which takes the queue lock itself and declines (_NOT_READY)
+                # when anything needs checking.
+                sent = _batch_send(pair)
+                if sent >= 0:
+                    return sent
+                if sent != _NOT_READY:
+                    raise error_for(-sent, f"sending on tx queue {self._q.qid}")
+        if not isinstance(batch, PacketBatch):
             raise TypeError(f"send_batch() needs a PacketBatch, not {type(batch).__name__}")
         # The checked path: ranges, then the same call under the lock taken here.
-        total = batch._count
-        if start == 0 and count is None:
-            count = total  # the hot path: the whole batch
+        total: int = batch._c.count
+        whole = start == 0 and count is None
+        if whole:
+            count = total
         else:
             if count is None:
                 count = total - start
@@ -600,6 +626,8 @@ class TxQueue(_Queue):
             q.lock.release()
         if sent < 0:
             raise error_for(-sent, f"sending on tx queue {q.qid}")
+        if whole:
+            self._pair(batch)  # the hot path takes the next call
         return sent
 
     def _send(self, data: Any, offsets: Any, lens: Any, count: int, max_len: int) -> int:

@@ -276,11 +276,13 @@ def test_queue_gate_in_c() -> None:
     q = ffi.new("memif_cffi_queue_t *")
     batch = memif.PacketBatch(4, 64)  # kept: it owns the memory cb points into
     cb = batch._c
+    cb.count = 1
+    p = ffi.new("memif_cffi_bulk_t *", {"q": q, "b": cb})
     not_ready = lib.MEMIF_CFFI_NOT_READY
     assert not_ready < 0 and -not_ready not in range(0, 256)  # not a memif error code
     assert lib.memif_cffi_gate_leave(q) == -1 and not lib.memif_cffi_gate_owned(q)
-    assert lib.memif_cffi_batch_send(q, cb, 1) == not_ready  # free, but not ready
-    assert lib.memif_cffi_batch_recv(q, cb) == not_ready
+    assert lib.memif_cffi_batch_send(p) == not_ready  # free, but not ready
+    assert lib.memif_cffi_batch_recv(p) == not_ready
     assert q.stats.ops == 0
     assert lib.memif_cffi_gate_enter(q) == 1 and lib.memif_cffi_gate_enter(q) == 1
     assert lib.memif_cffi_gate_owned(q)
@@ -292,26 +294,93 @@ def test_queue_gate_in_c() -> None:
         seen.append(lib.memif_cffi_gate_owned(q))
         seen.append(lib.memif_cffi_gate_leave(q))
         lib.memif_cffi_gate_set_ready(q, 1)
-        seen.append(lib.memif_cffi_batch_send(q, cb, 1))
+        seen.append(lib.memif_cffi_batch_send(p))
 
     t = threading.Thread(target=other)
     t.start()
     t.join(5)
     assert seen == [0, 0, -1, not_ready]  # held here: the other thread gets nothing
-    assert lib.memif_cffi_batch_send(q, cb, 1) == not_ready  # held, even by this thread
+    assert lib.memif_cffi_batch_send(p) == not_ready  # held, even by this thread
     assert lib.memif_cffi_gate_leave(q) == 0 and lib.memif_cffi_gate_owned(q)
     assert lib.memif_cffi_gate_leave(q) == 0 and not lib.memif_cffi_gate_owned(q)
     assert lib.memif_cffi_gate_leave(q) == -1
     # Free and ready: the call runs (no connection here, so libmemif refuses it)
     # and leaves the gate free again.
-    assert lib.memif_cffi_batch_send(q, cb, 1) == -lib.MEMIF_ERR_NOCONN
+    assert lib.memif_cffi_batch_send(p) == -lib.MEMIF_ERR_NOCONN
     assert q.stats.ops == 1
-    assert lib.memif_cffi_batch_send(q, cb, 5) == -lib.MEMIF_ERR_INVAL_ARG  # over capacity
-    assert lib.memif_cffi_batch_recv(q, cb) == -lib.MEMIF_ERR_INVAL_ARG  # no rx state
+    cb.count = 5
+    assert lib.memif_cffi_batch_send(p) == -lib.MEMIF_ERR_INVAL_ARG  # over capacity
+    cb.count = 0
+    assert lib.memif_cffi_batch_send(p) == 0  # nothing to send: not even the gate
+    assert lib.memif_cffi_batch_recv(p) == -lib.MEMIF_ERR_INVAL_ARG  # no rx state
     assert lib.memif_cffi_gate_enter(q) == 1 and lib.memif_cffi_gate_leave(q) == 0
-    assert lib.memif_cffi_batch_send(ffi.NULL, cb, 1) == -lib.MEMIF_ERR_INVAL_ARG
-    assert lib.memif_cffi_batch_recv(ffi.NULL, cb) == -lib.MEMIF_ERR_INVAL_ARG
+    assert lib.memif_cffi_batch_send(ffi.NULL) == -lib.MEMIF_ERR_INVAL_ARG
+    assert lib.memif_cffi_batch_recv(ffi.NULL) == -lib.MEMIF_ERR_INVAL_ARG
+    for half in ({"q": q}, {"b": cb}):  # a pair with a NULL member
+        hp = ffi.new("memif_cffi_bulk_t *", half)
+        assert lib.memif_cffi_batch_send(hp) == -lib.MEMIF_ERR_INVAL_ARG
+        assert lib.memif_cffi_batch_recv(hp) == -lib.MEMIF_ERR_INVAL_ARG
     assert lib.memif_cffi_gate_enter(ffi.NULL) == 0 and lib.memif_cffi_gate_leave(ffi.NULL) == -1
+
+
+def _recv_exactly(rxq: memif.RxQueue, batch: memif.PacketBatch, n: int) -> list[bytes]:
+    for _ in range(1000):
+        if rxq.recv_into(batch):
+            break
+    assert batch.count == n
+    return batch.tolist()
+
+
+def test_bulk_pairs_follow_the_batches(pair: Pair) -> None:
+    """The hot bulk path pairs a queue with the batches it moved lately (at most
+    four); whatever the order of use, each call moves the batch it was given,
+    with the count the batch has at that moment."""
+    from memif_cffi.queues import _MAX_PAIRS
+
+    txq, rxq = pair.slave.tx[0], pair.master.rx[0]
+    batches = [memif.PacketBatch(4, 64) for _ in range(_MAX_PAIRS + 3)]
+    for k, b in enumerate(batches):
+        b.fill(bytes([k]) * (10 + k), 1 + k % 4)
+    got = memif.PacketBatch(8, 64)
+    for order in (batches, batches[::-1], batches[:2] * 3, batches):
+        for b in order:
+            assert txq.send_batch(b) == b.count
+            assert _recv_exactly(rxq, got, b.count) == b.tolist()
+            assert len(txq._pairs) <= _MAX_PAIRS and len(rxq._pairs) == 1
+    assert txq.counters.packets == rxq.counters.packets
+    # The count is the batch's own, read in C at each call: change it, and the
+    # next call (paired already) sends the new count.
+    b = batches[0]
+    b.fill(b"n" * 20, 3)
+    assert txq.send_batch(b) == 3 and _recv_exactly(rxq, got, 3) == [b"n" * 20] * 3
+    assert b in txq._pairs
+    b.count = 2
+    assert txq.send_batch(b) == 2 and _recv_exactly(rxq, got, 2) == [b"n" * 20] * 2
+    b.clear()
+    assert txq.send_batch(b) == 0 and rxq.recv_into(got) == 0 and got.count == 0
+    # One batch forwarded: received on one interface's queue, sent on the other's.
+    fwd = memif.PacketBatch(8, 64)
+    back = pair.slave.rx[0]
+    for k in range(3):
+        pair.slave.tx[0].send_burst([bytes([k]) * 30] * 2)
+        assert _recv_exactly(rxq, fwd, 2) == [bytes([k]) * 30] * 2
+        assert pair.master.tx[0].send_batch(fwd) == 2
+        assert _recv_exactly(back, got, 2) == [bytes([k]) * 30] * 2
+    assert fwd in rxq._pairs and fwd in pair.master.tx[0]._pairs
+
+
+def test_a_batch_subclass_takes_the_checked_path(pair: Pair) -> None:
+    class Sub(memif.PacketBatch):
+        __slots__ = ()
+
+    b = Sub(2, 64)
+    b.fill(b"s" * 40)
+    txq, rxq = pair.slave.tx[0], pair.master.rx[0]
+    got = Sub(4, 64)
+    for _ in range(3):
+        assert txq.send_batch(b) == 2
+        assert _recv_exactly(rxq, got, 2) == [b"s" * 40] * 2
+    assert not txq._pairs and not rxq._pairs  # never paired: nothing skips the checks
 
 
 def test_bulk_calls_and_the_python_held_lock(pair: Pair) -> None:
@@ -359,6 +428,11 @@ def test_empty_queue_and_arguments(pair: Pair) -> None:
         rxq.recv_into(bytearray(10))  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         pair.slave.tx[0].send_batch([b"x"])  # type: ignore[arg-type]
+    for other in (5, "batch", None):  # hashable, but no batch either
+        with pytest.raises(TypeError):
+            pair.slave.tx[0].send_batch(other)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            rxq.recv_into(other)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         pair.slave.tx[0].send_batch(memif.PacketBatch(2, 8), start=3)
     with pytest.raises(TypeError):
