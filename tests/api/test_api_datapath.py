@@ -283,6 +283,9 @@ def test_queue_gate_in_c() -> None:
     assert lib.memif_cffi_gate_leave(q) == -1 and not lib.memif_cffi_gate_owned(q)
     assert lib.memif_cffi_batch_send(p) == not_ready  # free, but not ready
     assert lib.memif_cffi_batch_recv(p) == not_ready
+    cb.count = 0
+    assert lib.memif_cffi_batch_send(p) == 0  # nothing to send: not even the gate is asked
+    cb.count = 1
     assert q.stats.ops == 0
     assert lib.memif_cffi_gate_enter(q) == 1 and lib.memif_cffi_gate_enter(q) == 1
     assert lib.memif_cffi_gate_owned(q)
@@ -310,8 +313,6 @@ def test_queue_gate_in_c() -> None:
     assert q.stats.ops == 1
     cb.count = 5
     assert lib.memif_cffi_batch_send(p) == -lib.MEMIF_ERR_INVAL_ARG  # over capacity
-    cb.count = 0
-    assert lib.memif_cffi_batch_send(p) == 0  # nothing to send: not even the gate
     assert lib.memif_cffi_batch_recv(p) == -lib.MEMIF_ERR_INVAL_ARG  # no rx state
     assert lib.memif_cffi_gate_enter(q) == 1 and lib.memif_cffi_gate_leave(q) == 0
     assert lib.memif_cffi_batch_send(ffi.NULL) == -lib.MEMIF_ERR_INVAL_ARG
@@ -331,10 +332,11 @@ def _recv_exactly(rxq: memif.RxQueue, batch: memif.PacketBatch, n: int) -> list[
     return batch.tolist()
 
 
-def test_bulk_pairs_follow_the_batches(pair: Pair) -> None:
+def test_bulk_pairs_follow_the_batches(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
     """The hot bulk path pairs a queue with the batches it moved lately (at most
     four); whatever the order of use, each call moves the batch it was given,
     with the count the batch has at that moment."""
+    from memif_cffi import queues
     from memif_cffi.queues import _MAX_PAIRS
 
     txq, rxq = pair.slave.tx[0], pair.master.rx[0]
@@ -348,16 +350,24 @@ def test_bulk_pairs_follow_the_batches(pair: Pair) -> None:
             assert _recv_exactly(rxq, got, b.count) == b.tolist()
             assert len(txq._pairs) <= _MAX_PAIRS and len(rxq._pairs) == 1
     assert txq.counters.packets == rxq.counters.packets
-    # The count is the batch's own, read in C at each call: change it, and the
-    # next call (paired already) sends the new count.
     b = batches[0]
     b.fill(b"n" * 20, 3)
     assert txq.send_batch(b) == 3 and _recv_exactly(rxq, got, 3) == [b"n" * 20] * 3
-    assert b in txq._pairs
+    assert b in txq._pairs and got in rxq._pairs
+
+    # From here on every call must take the hot path: the checked one fails.
+    def checked(*args: object) -> int:
+        raise AssertionError("a paired batch went through the checked path")
+
+    monkeypatch.setattr(queues, "_queue_send", checked)
+    monkeypatch.setattr(queues, "_queue_recv", checked)
+    # The count is the batch's own, read in C at each call: change it, and the
+    # next call sends the new count.
     b.count = 2
     assert txq.send_batch(b) == 2 and _recv_exactly(rxq, got, 2) == [b"n" * 20] * 2
     b.clear()
     assert txq.send_batch(b) == 0 and rxq.recv_into(got) == 0 and got.count == 0
+    monkeypatch.undo()
     # One batch forwarded: received on one interface's queue, sent on the other's.
     fwd = memif.PacketBatch(8, 64)
     back = pair.slave.rx[0]
@@ -367,6 +377,9 @@ def test_bulk_pairs_follow_the_batches(pair: Pair) -> None:
         assert pair.master.tx[0].send_batch(fwd) == 2
         assert _recv_exactly(back, got, 2) == [bytes([k]) * 30] * 2
     assert fwd in rxq._pairs and fwd in pair.master.tx[0]._pairs
+    # Closing the interface lets go of the batches its queues moved.
+    pair.master.close()
+    assert not rxq._pairs and not pair.master.tx[0]._pairs
 
 
 def test_a_batch_subclass_takes_the_checked_path(pair: Pair) -> None:

@@ -167,6 +167,31 @@ def test_rx_bad_descriptor_after_good_ones(side: Side, receive: Receiver) -> Non
     side.recover()
 
 
+@pytest.mark.parametrize("paired", [False, True], ids=["checked", "hot"])
+def test_rx_bulk_error_leaves_the_copied_packets_counted(side: Side, paired: bool) -> None:
+    """recv_into ended by a bad descriptor: batch.count is set (in C) to the
+    packets copied before it, the number the queue counted, not left stale."""
+    peer = connected(side)
+    rxq = side.intf.rx[0]
+    batch = memif.PacketBatch(8, 2048)
+    if paired:  # an empty receive pairs the batch: the failing call is the hot one
+        assert rxq.recv_into(batch) == 0 and batch in rxq._pairs
+    batch.fill(b"stale", 8)
+    ring = peer.our_rx
+    start = getattr(ring, peer.producer_counter)
+    descs = [peer.good_desc(start + i) for i in range(3)]
+    descs.append(Descriptor(0, 1, 64, 0xFFFFFF00))
+    publish(ring, peer.producer_counter, descs)
+    before = rxq.counters.packets
+    with pytest.raises(memif.DisconnectedError):
+        rxq.recv_into(batch)
+    copied = rxq.counters.packets - before
+    assert batch.count == copied == 3
+    assert all(len(f) == 64 for f in batch.tolist())
+    expect_broken(side, peer, INVALID)
+    side.recover()
+
+
 @pytest.mark.parametrize("offset", [0xFFFFFF00, 0x7FFFFFFF])
 def test_slave_rx_offset_scribbled_before_refill(our_slave: OurSlave, offset: int) -> None:
     """A master rewrites a received descriptor's offset while our slave still holds the
